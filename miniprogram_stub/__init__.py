@@ -1,0 +1,1 @@
+"""Fake WeChat platform (api.weixin.qq.com) for local runs and tests."""

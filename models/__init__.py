@@ -1,0 +1,9 @@
+"""Tortoise models, one module per domain. ``MODEL_MODULES`` is what the ORM and migrations load."""
+
+MODEL_MODULES: list[str] = [
+    "models.users",
+    "models.audit",
+    "models.enterprises",
+    "models.notifications",
+    "models.idempotency",
+]

@@ -1,0 +1,20 @@
+"""Replies remembered per (user, Idempotency-Key) so a retried write returns the first result."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class IdempotencyRecord(Model):
+    id = fields.BigIntField(primary_key=True)
+    user_id = fields.BigIntField()
+    key = fields.CharField(max_length=128)
+    request_hash = fields.CharField(max_length=64)
+    status = fields.IntField()
+    body = fields.JSONField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "idempotency_records"
+        unique_together = (("user_id", "key"),)

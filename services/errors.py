@@ -1,0 +1,86 @@
+"""Stable machine error codes, each knowing its HTTP status and the message a resident reads.
+
+Services raise ``AppError``; the API layer turns it into
+``{"error": {"code", "message", "fields"}}``. Clients branch on ``code``, never on ``message``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+
+class ErrorCode(Enum):
+    # (HTTP status, default message)
+    bad_request = (400, "请求格式不正确")
+    validation_failed = (422, "提交的信息有误，请检查后重试")
+    unauthenticated = (401, "请先登录")
+    token_expired = (401, "登录已过期，请重新登录")
+    invalid_token = (401, "登录凭证无效，请重新登录")
+    refresh_reused = (401, "登录凭证已失效，请重新登录")
+    wechat_login_failed = (401, "微信登录失败，请重试")
+    forbidden = (403, "您没有权限进行此操作")
+    not_found = (404, "请求的内容不存在")
+    route_not_found = (404, "接口不存在")
+    method_not_allowed = (405, "不支持的请求方式")
+    conflict = (409, "操作与当前状态冲突")
+    identity_already_bound = (409, "您已完成实名认证")
+    identity_taken = (409, "该身份证号已被其他账号绑定")
+    idempotency_conflict = (409, "相同的请求标识已用于不同的请求")
+    payload_too_large = (413, "提交的内容过大")
+    unsupported_media_type = (415, "请以 JSON 格式提交")
+    rate_limited = (429, "操作过于频繁，请稍后再试")
+    content_rejected = (422, "内容未通过安全检查，请修改后重新提交")
+    wechat_unavailable = (503, "微信服务暂时不可用，请稍后再试")
+    unavailable = (503, "服务暂时不可用，请稍后再试")
+    internal_error = (500, "系统繁忙，请稍后再试")
+
+    @property
+    def status(self) -> int:
+        return self.value[0]
+
+    @property
+    def default_message(self) -> str:
+        return self.value[1]
+
+
+class AppError(Exception):
+    """A failure the caller can act on, expressed in the domain's words."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str | None = None,
+        *,
+        fields: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message or code.default_message
+        self.fields = fields or {}
+        self.headers = headers or {}
+        self.extra = extra or {}
+        super().__init__(f"{code.name}: {self.message}")
+
+    @property
+    def status(self) -> int:
+        return self.code.status
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "code": self.code.name,
+            "message": self.message,
+            "fields": self.fields,
+        }
+        error.update(self.extra)
+        return {"error": error}
+
+
+def not_found(what: str = "内容") -> AppError:
+    # One message for "absent" and "not yours": telling them apart would leak that an id exists.
+    return AppError(ErrorCode.not_found, f"{what}不存在")
+
+
+def forbidden(message: str | None = None) -> AppError:
+    return AppError(ErrorCode.forbidden, message)

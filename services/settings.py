@@ -1,0 +1,93 @@
+"""The one settings object, read from the environment (prefix ``XQ_``).
+
+Defaults give a zero-setup laptop run: an SQLite file under ``var/``, an in-process Redis
+stand-in and the in-process WeChat stub. Outside development and test the service refuses
+to start while a secret still has its placeholder value, so a forgotten variable in
+production is a crash at boot, not a forgeable token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER = "change-me"
+_PLACEHOLDER_DATA_KEY = base64.urlsafe_b64encode(b"change-me-change-me-change-me-32").decode()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="XQ_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite://var/xiaoqing.sqlite3"
+    # "memory://" is the in-process stand-in (fakeredis, with Lua); "redis://host:port/db" a server.
+    redis_url: str = "memory://"
+    # stub: in-process fake platform; http: real wechatpy against wechat_api_base (a real
+    # platform, or miniprogram_stub.server standing in for it).
+    wechat_mode: Literal["stub", "http"] = "stub"
+    wechat_appid: str = "wx_stub_appid"
+    wechat_secret: str = PLACEHOLDER
+    wechat_api_base: str = "https://api.weixin.qq.com/"
+    # Template ids configured in the mini-program admin, by our own name for the message.
+    wechat_templates: dict[str, str] = Field(
+        default_factory=lambda: {
+            "policy_published": "tmpl-policy",
+            "appointment_booked": "tmpl-appt-booked",
+            "appointment_reminder": "tmpl-appt-reminder",
+            "waitlist_promoted": "tmpl-waitlist",
+            "case_status": "tmpl-case-status",
+            "feedback_reply": "tmpl-feedback-reply",
+        }
+    )
+
+    jwt_secret: str = PLACEHOLDER
+    jwt_issuer: str = "xiaoqing-bangban"
+    access_ttl_seconds: int = 15 * 60
+    refresh_ttl_seconds: int = 30 * 24 * 3600
+    # 32 bytes, url-safe base64. Encrypts ID numbers, names and phones at rest.
+    data_key: str = _PLACEHOLDER_DATA_KEY
+
+    login_rate_limit: int = 10
+    login_rate_window_seconds: int = 60
+
+    public_base_url: str = "https://bangban.qingyang.gov.cn"
+    seed_demo_data: bool = True
+    run_background_jobs: bool = True
+    log_requests: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        key = self.data_key_bytes()  # also validates shape in every environment
+        if self.env in ("development", "test"):
+            return self
+        problems = []
+        if self.jwt_secret == PLACEHOLDER or len(self.jwt_secret) < 32:
+            problems.append("XQ_JWT_SECRET must be set to a random value of 32+ characters")
+        if self.data_key == _PLACEHOLDER_DATA_KEY or key == b"change-me-change-me-change-me-32":
+            problems.append("XQ_DATA_KEY must be set to 32 random bytes, url-safe base64")
+        if self.wechat_mode == "http" and self.wechat_secret == PLACEHOLDER:
+            problems.append("XQ_WECHAT_SECRET must be set when XQ_WECHAT_MODE=http")
+        if self.wechat_mode == "stub":
+            problems.append("XQ_WECHAT_MODE=stub is for development and tests only")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def data_key_bytes(self) -> bytes:
+        try:
+            key = base64.urlsafe_b64decode(self.data_key.encode())
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("XQ_DATA_KEY is not url-safe base64") from exc
+        if len(key) != 32:
+            raise ValueError("XQ_DATA_KEY must decode to exactly 32 bytes")
+        return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
