@@ -776,14 +776,23 @@ class SearchIndex:
         return out[::-1]
 
     def _unigram_fallback(self, core: str, doc_type: str | None) -> dict[int, float]:
+        """Last resort when no other channel matched: shared characters.
+
+        A doc must share at least two distinct characters with a multi-char query, so an
+        off-topic query ("重庆") does not return docs that merely share one common char.
+        """
+        chars = [
+            ch for ch in dict.fromkeys(core) if _HAN.match(ch) and ch not in self._lex.stop_tokens
+        ]
         base: dict[int, float] = {}
-        for ch in dict.fromkeys(core):
-            if ch in self._lex.stop_tokens or not _HAN.match(ch):
-                continue
+        matched: Counter[int] = Counter()
+        for ch in chars:
             for doc_id, contrib in self._postings.get("u:" + ch, ()):
                 if doc_type is None or self._docs[doc_id].type == doc_type:
                     base[doc_id] = base.get(doc_id, 0.0) + _W_UNIGRAM_FALLBACK * contrib
-        return base
+                    matched[doc_id] += 1
+        need = min(2, len(chars))
+        return {d: s for d, s in base.items() if matched[d] >= need}
 
     def _phrase_hits(self, phrase: str) -> list[tuple[int, float]]:
         """Docs containing the phrase verbatim, with a BM25-saturated, idf-weighted score.

@@ -229,6 +229,17 @@ def test_empty_or_garbage_returns_empty(index: SearchIndex, query: str) -> None:
     assert index.search(query) == []
 
 
+def test_off_topic_query_returns_nothing(index: SearchIndex) -> None:
+    # Shares one common char each with unrelated docs (重度, 庆阳); that is not a match.
+    assert index.search("重庆") == []
+
+
+def test_single_char_query_uses_char_fallback(index: SearchIndex) -> None:
+    hits = index.search("房", limit=3)
+    assert len(hits) == 3
+    assert all("房" in h.name for h in hits)
+
+
 def test_arbitrary_unicode_never_raises(index: SearchIndex) -> None:
     # Call the unguarded implementation: search() also catches exceptions, which would hide
     # a real bug from this test.
@@ -258,8 +269,6 @@ def test_holdout_is_unchanged() -> None:
 def test_holdout_top3_accuracy_floor(index: SearchIndex) -> None:
     """Regression guard; the bench (python -m bench.search_bench) reports the exact figure."""
     holdout = _load(QUERIES)["holdout"]
-    misses = [
-        q["q"] for q in holdout if not set(q["expect"]) & set(codes(index, q["q"], 3))
-    ]
+    misses = [q["q"] for q in holdout if not set(q["expect"]) & set(codes(index, q["q"], 3))]
     accuracy = 1 - len(misses) / len(holdout)
     assert accuracy >= 0.90, f"holdout top-3 {accuracy:.1%}; misses: {misses}"

@@ -1,0 +1,1 @@
+"""HTTP only: the Sanic app, one blueprint per domain, guards and error mapping."""

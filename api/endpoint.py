@@ -1,0 +1,206 @@
+"""One decorator that makes a handler typed, guarded and documented from the same models.
+
+``@endpoint(body=In, query=Q, response=Out, roles=...)`` validates the JSON body and the query
+string with pydantic (422 with per-field messages on failure), authenticates the caller and
+checks roles, serialises the returned model, and writes all of it into the OpenAPI document —
+so the document can't drift from what the handler really accepts and returns.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from functools import wraps
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from sanic import Request
+from sanic.response import HTTPResponse, json
+from sanic_ext.extensions.openapi import openapi
+from sanic_ext.extensions.openapi.definitions import Component, Parameter, Response
+
+from api.schemas import ErrorBody
+from models.users import Role
+from services.auth import Principal, decode_access_token
+from services.errors import AppError, ErrorCode
+
+Handler = Callable[..., Awaitable[Any]]
+
+_MESSAGES = {
+    "missing": "必填",
+    "string_too_short": "内容过短",
+    "string_too_long": "内容过长",
+    "string_type": "应为文本",
+    "int_parsing": "应为整数",
+    "int_type": "应为整数",
+    "float_parsing": "应为数字",
+    "bool_parsing": "应为是或否",
+    "date_from_datetime_parsing": "日期格式应为 YYYY-MM-DD",
+    "date_parsing": "日期格式应为 YYYY-MM-DD",
+    "datetime_parsing": "时间格式应为 ISO 8601",
+    "literal_error": "取值不在允许范围内",
+    "enum": "取值不在允许范围内",
+    "greater_than_equal": "数值过小",
+    "less_than_equal": "数值过大",
+    "greater_than": "数值过小",
+    "less_than": "数值过大",
+    "extra_forbidden": "不支持的字段",
+    "too_long": "条目过多",
+    "too_short": "条目过少",
+    "list_type": "应为列表",
+    "dict_type": "应为对象",
+    "model_type": "应为对象",
+    "string_pattern_mismatch": "格式不正确",
+}
+
+
+def validation_error(exc: ValidationError) -> AppError:
+    fields: dict[str, str] = {}
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        msg = _MESSAGES.get(err["type"])
+        if msg is None:
+            ctx_error = err.get("ctx", {}).get("error")
+            msg = str(ctx_error) if ctx_error else str(err["msg"])
+        fields.setdefault(loc, msg)
+    return AppError(ErrorCode.validation_failed, fields=fields)
+
+
+def current_principal(request: Request) -> Principal:
+    principal: Principal | None = getattr(request.ctx, "principal", None)
+    if principal is not None:
+        return principal
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AppError(ErrorCode.unauthenticated)
+    principal = decode_access_token(token.strip())
+    request.ctx.principal = principal
+    return principal
+
+
+def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+    if not request.body:
+        raw: Any = {}
+    else:
+        content_type = request.headers.get("content-type", "application/json")
+        if "json" not in content_type:
+            raise AppError(ErrorCode.unsupported_media_type)
+        try:
+            raw = request.json
+        except Exception as exc:  # sanic raises BadRequest subclasses on malformed JSON
+            raise AppError(ErrorCode.bad_request, "请求体不是合法的 JSON") from exc
+    if not isinstance(raw, dict):
+        raise AppError(ErrorCode.validation_failed, "请求体应为 JSON 对象",
+                       fields={"body": "应为 JSON 对象"})
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def _parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
+    raw: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        values = request.args.getlist(key)
+        if not values:
+            continue
+        raw[key] = values if _is_list(field.annotation) else values[0]
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def _is_list(annotation: Any) -> bool:
+    if get_origin(annotation) is list:
+        return True
+    return any(get_origin(a) is list for a in get_args(annotation))
+
+
+def _query_parameters(model: type[BaseModel]) -> list[Parameter]:
+    schema = model.model_json_schema()
+    props = schema.get("properties", {})
+    required = set(schema.get("required", []))
+    params = []
+    for name, prop in props.items():
+        prop = dict(prop)
+        description = prop.pop("description", None)
+        prop.pop("title", None)
+        kwargs: dict[str, Any] = {}
+        if description:
+            kwargs["description"] = description
+        params.append(
+            Parameter(name, prop, location="query", required=name in required, **kwargs)
+        )
+    return params
+
+
+_ERROR_STATUSES = {
+    "public": (400, 422, 429),
+    "auth": (400, 401, 403, 404, 409, 422, 429),
+}
+
+
+def endpoint(
+    *,
+    response: type[BaseModel] | None = None,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    status: int = 200,
+    roles: Sequence[Role] | None = None,
+    public: bool = False,
+    summary: str | None = None,
+    tag: str | None = None,
+    errors: Sequence[int] = (),
+) -> Callable[[Handler], Handler]:
+    """``roles``: any one of them admits the caller (None: any signed-in user)."""
+
+    def decorate(fn: Handler) -> Handler:
+        params = inspect.signature(fn).parameters
+
+        @wraps(fn)
+        async def handler(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
+            if not public:
+                principal = current_principal(request)
+                if roles and not principal.has(*roles):
+                    raise AppError(ErrorCode.forbidden)
+                if "principal" in params:
+                    kwargs["principal"] = principal
+            if body is not None:
+                kwargs["body"] = _parse_body(request, body)
+            if query is not None:
+                kwargs["query"] = _parse_query(request, query)
+            result = await fn(request, *args, **kwargs)
+            if isinstance(result, HTTPResponse):
+                return result
+            if isinstance(result, BaseModel):
+                return json(result.model_dump(mode="json"), status=status)
+            return json(result, status=status)
+
+        responses = []
+        if response is not None:
+            responses.append(
+                Response({"application/json": Component(response)}, status=status,
+                         description="OK")
+            )
+        for code in sorted({*_ERROR_STATUSES["public" if public else "auth"], *errors}):
+            responses.append(
+                Response({"application/json": Component(ErrorBody)}, status=code,
+                         description=ErrorCode.bad_request.name if code == 400 else "error")
+            )
+        definition: dict[str, Any] = {"response": responses}
+        if summary:
+            definition["summary"] = summary
+        if tag:
+            definition["tag"] = tag
+        if body is not None:
+            definition["body"] = {"application/json": Component(body)}
+        if query is not None:
+            definition["parameter"] = _query_parameters(query)
+        if not public:
+            definition["secured"] = {"bearer": []}
+        return openapi.definition(**definition)(handler)  # type: ignore[no-any-return]
+
+    return decorate

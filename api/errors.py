@@ -1,0 +1,53 @@
+"""Every failure leaves as ``{"error": {"code", "message", "fields"}}``; nothing leaks a trace."""
+
+from __future__ import annotations
+
+import logging
+
+from sanic import Request, Sanic
+from sanic.exceptions import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RangeNotSatisfiable,
+    SanicException,
+)
+from sanic.response import HTTPResponse, json
+
+from services.errors import AppError, ErrorCode
+
+log = logging.getLogger("xq.errors")
+
+
+def _reply(request: Request | None, err: AppError) -> HTTPResponse:
+    resp = json(err.body(), status=err.status, headers=err.headers)
+    return resp
+
+
+def to_app_error(exc: Exception) -> AppError:
+    if isinstance(exc, AppError):
+        return exc
+    if isinstance(exc, NotFound):
+        return AppError(ErrorCode.route_not_found)
+    if isinstance(exc, MethodNotAllowed):
+        return AppError(ErrorCode.method_not_allowed)
+    if isinstance(exc, PayloadTooLarge):
+        return AppError(ErrorCode.payload_too_large)
+    if isinstance(exc, BadRequest | RangeNotSatisfiable):
+        return AppError(ErrorCode.bad_request)
+    if isinstance(exc, SanicException) and 400 <= exc.status_code < 500:
+        return AppError(ErrorCode.bad_request, str(exc) or None)
+    if isinstance(exc, SanicException) and exc.status_code == 503:
+        return AppError(ErrorCode.unavailable)
+    return AppError(ErrorCode.internal_error)
+
+
+def install(app: Sanic) -> None:  # type: ignore[type-arg]
+    @app.exception(Exception)
+    async def handle(request: Request, exc: Exception) -> HTTPResponse:
+        err = to_app_error(exc)
+        if err.status >= 500:
+            log.exception("unhandled error", exc_info=exc,
+                          extra={"request_id": getattr(request.ctx, "request_id", "")})
+        return _reply(request, err)

@@ -1,0 +1,184 @@
+"""WeChat login, access tokens (JWT) and rotating refresh tokens.
+
+Access tokens are short-lived HS256 JWTs carrying the user's roles, so the hot path checks
+them without a database read; a role change takes effect at the next refresh (at most
+``access_ttl_seconds``). Refresh tokens are opaque random strings stored only as a hash; each
+use rotates it, and presenting a spent one again revokes its whole family (theft detection).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import jwt
+from tortoise.transactions import in_transaction
+
+from models.users import RefreshToken, Role, User, UserRole
+from services import clock, ratelimit
+from services.errors import AppError, ErrorCode
+from services.settings import get_settings
+from services.wechat import wechat
+
+ALGORITHM = "HS256"
+AUDIENCE = "xiaoqing-miniprogram"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as the access token says."""
+
+    user_id: int
+    roles: frozenset[str]
+    person_id: int | None = None
+
+    def has(self, *roles: Role | str) -> bool:
+        return any(str(r) in self.roles for r in roles)
+
+    @property
+    def is_staff(self) -> bool:
+        return self.has(Role.staff, Role.admin)
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: User
+    is_new_user: bool
+
+
+async def roles_of(user: User) -> list[str]:
+    granted = await UserRole.filter(user=user).values_list("role", flat=True)
+    # Everyone is a resident; the other roles are granted.
+    return sorted({Role.resident.value, *(str(r) for r in granted)})
+
+
+def issue_access_token(user: User, roles: list[str]) -> str:
+    s = get_settings()
+    now = clock.now()
+    claims: dict[str, Any] = {
+        "sub": str(user.id),
+        "roles": roles,
+        "pid": user.person_id,  # type: ignore[attr-defined]
+        "iss": s.jwt_issuer,
+        "aud": AUDIENCE,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=s.access_ttl_seconds)).timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, s.jwt_secret, algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str) -> Principal:
+    s = get_settings()
+    try:
+        # The algorithm list is pinned: a token claiming "none" or RS256 is refused.
+        claims = jwt.decode(
+            token,
+            s.jwt_secret,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=s.jwt_issuer,
+            options={"require": ["exp", "sub", "iat"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise AppError(ErrorCode.token_expired) from exc
+    except jwt.PyJWTError as exc:
+        raise AppError(ErrorCode.invalid_token) from exc
+    try:
+        return Principal(
+            user_id=int(claims["sub"]),
+            roles=frozenset(claims.get("roles", [])),
+            person_id=claims.get("pid"),
+        )
+    except (TypeError, ValueError) as exc:
+        raise AppError(ErrorCode.invalid_token) from exc
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _new_refresh(user: User, family: str) -> str:
+    token = secrets.token_urlsafe(32)
+    await RefreshToken.create(
+        user=user,
+        family=family,
+        token_hash=_hash(token),
+        expires_at=clock.now() + timedelta(seconds=get_settings().refresh_ttl_seconds),
+    )
+    return token
+
+
+async def _pair(user: User, family: str, *, is_new: bool) -> TokenPair:
+    roles = await roles_of(user)
+    return TokenPair(
+        access_token=issue_access_token(user, roles),
+        refresh_token=await _new_refresh(user, family),
+        expires_in=get_settings().access_ttl_seconds,
+        user=user,
+        is_new_user=is_new,
+    )
+
+
+async def login_with_wechat(*, code: str, client_ip: str) -> TokenPair:
+    s = get_settings()
+    # Per address: a login code is worthless after one use, but a bot can still hammer
+    # jscode2session and our user table.
+    await ratelimit.hit(
+        f"login:{client_ip}", limit=s.login_rate_limit, window_seconds=s.login_rate_window_seconds
+    )
+    session = await wechat().login(code)
+    user, created = await User.get_or_create(
+        openid=session.openid, defaults={"unionid": session.unionid}
+    )
+    if not user.is_active:
+        raise AppError(ErrorCode.forbidden, "账号已停用，请联系客服")
+    user.last_login_at = clock.now()
+    await user.save(update_fields=["last_login_at"])
+    return await _pair(user, uuid.uuid4().hex, is_new=created)
+
+
+async def refresh(*, refresh_token: str) -> TokenPair:
+    now = clock.now()
+    async with in_transaction():
+        row = (
+            await RefreshToken.filter(token_hash=_hash(refresh_token))
+            .select_for_update()
+            .select_related("user")
+            .first()
+        )
+        if row is None or row.revoked_at is not None or row.expires_at <= now:
+            raise AppError(ErrorCode.invalid_token)
+        if row.used_at is not None:
+            # A spent token came back: someone holds a copy. Kill every token descended from
+            # the same login so neither the thief nor the victim's copy keeps working.
+            await RefreshToken.filter(family=row.family, revoked_at=None).update(revoked_at=now)
+            reuse = True
+        else:
+            row.used_at = now
+            await row.save(update_fields=["used_at"])
+            reuse = False
+    if reuse:
+        raise AppError(ErrorCode.refresh_reused)
+    user = row.user
+    if not user.is_active:
+        raise AppError(ErrorCode.forbidden, "账号已停用，请联系客服")
+    return await _pair(user, row.family, is_new=False)
+
+
+async def logout(*, user_id: int, refresh_token: str | None) -> None:
+    """Revoke the presented refresh token's family, or every session of the user."""
+    now = clock.now()
+    if refresh_token:
+        row = await RefreshToken.filter(token_hash=_hash(refresh_token), user_id=user_id).first()
+        if row is not None:
+            await RefreshToken.filter(family=row.family, revoked_at=None).update(revoked_at=now)
+            return
+    await RefreshToken.filter(user_id=user_id, revoked_at=None).update(revoked_at=now)
