@@ -6,4 +6,5 @@ MODEL_MODULES: list[str] = [
     "models.enterprises",
     "models.notifications",
     "models.idempotency",
+    "models.catalogue",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,7 +35,6 @@ class Principal:
 
     user_id: int
     roles: frozenset[str]
-    person_id: int | None = None
 
     def has(self, *roles: Role | str) -> bool:
         return any(str(r) in self.roles for r in roles)
@@ -53,10 +53,14 @@ class TokenPair:
     is_new_user: bool
 
 
-async def roles_of(user: User) -> list[str]:
-    granted = await UserRole.filter(user=user).values_list("role", flat=True)
+def role_names(granted: Iterable[UserRole | str]) -> list[str]:
     # Everyone is a resident; the other roles are granted.
-    return sorted({Role.resident.value, *(str(r) for r in granted)})
+    names = (g.role.value if isinstance(g, UserRole) else str(g) for g in granted)
+    return sorted({Role.resident.value, *names})
+
+
+async def roles_of(user: User) -> list[str]:
+    return role_names(await UserRole.filter(user=user).values_list("role", flat=True))
 
 
 def issue_access_token(user: User, roles: list[str]) -> str:
@@ -65,7 +69,6 @@ def issue_access_token(user: User, roles: list[str]) -> str:
     claims: dict[str, Any] = {
         "sub": str(user.id),
         "roles": roles,
-        "pid": user.person_id,  # type: ignore[attr-defined]
         "iss": s.jwt_issuer,
         "aud": AUDIENCE,
         "iat": int(now.timestamp()),
@@ -95,7 +98,6 @@ def decode_access_token(token: str) -> Principal:
         return Principal(
             user_id=int(claims["sub"]),
             roles=frozenset(claims.get("roles", [])),
-            person_id=claims.get("pid"),
         )
     except (TypeError, ValueError) as exc:
         raise AppError(ErrorCode.invalid_token) from exc

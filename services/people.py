@@ -51,6 +51,13 @@ def id_lookup_hash(id_number: str) -> str:
     return pii.blind_index(id_number, purpose=P_ID)
 
 
+async def person_of(user_id: int) -> Person | None:
+    """The real-name person bound to an account, if any. Read fresh: binding happens after
+    the access token was issued."""
+    user = await User.get_or_none(id=user_id).select_related("person")
+    return user.person if user else None
+
+
 def age_of(person: Person, on: date | None = None) -> int:
     on = on or clock.today()
     b = person.birth_date

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER = "change-me"
+PLACEHOLDER = "change-me-development-only-not-a-secret"
 _PLACEHOLDER_DATA_KEY = base64.urlsafe_b64encode(b"change-me-change-me-change-me-32").decode()
 
 

@@ -380,8 +380,10 @@ class OpeningHours:
 
     @classmethod
     def from_seed(cls, raw: object) -> OpeningHours:
-        """Parse ``{"weekdays": [1, …], "periods": [["09:00", "12:00"], …]}`` or ``"24h"``."""
-        if raw == "24h":
+        """Parse ``{"weekdays": [1, …], "periods": [["09:00", "12:00"], …]}``, or ``"24h"`` /
+        ``{"always": true}`` (how the database stores "24h": a JSON column can't hold a bare
+        string through the ORM)."""
+        if raw == "24h" or (isinstance(raw, Mapping) and raw.get("always") is True):
             return cls.always()
         if not isinstance(raw, Mapping):
             raise ValueError(f"opening hours must be an object or '24h', got {raw!r}")

@@ -1,0 +1,99 @@
+"""The app factory: ``sanic api.app:create_app --factory``.
+
+Each worker opens its own database pool and Redis client in ``app.ctx``-style module doors
+(``services.db``, ``services.cache``) at start; nothing a request needs lives only in one
+worker's memory, so any number of workers on any number of machines can serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from sanic import Sanic
+from sanic.config import Config
+
+from api import admin, auth, errors, health, me, observability
+from services import cache, db, jobs
+from services import wechat as wechat_service
+from services.settings import Settings, get_settings
+
+BLUEPRINTS = [health.bp, auth.bp, me.bp, admin.bp]
+
+
+def build_wechat(settings: Settings) -> tuple[wechat_service.WeChat, Any]:
+    """The gateway, and the in-process fake platform behind it in stub mode (else None)."""
+    adapter: Any = None
+    platform: Any = None
+    if settings.wechat_mode == "stub":
+        # The composition root is the one place allowed to know the stand-in exists.
+        from miniprogram_stub.platform import FakeWeChatPlatform
+        from miniprogram_stub.transport import InProcessAdapter
+
+        platform = FakeWeChatPlatform(appid=settings.wechat_appid)
+        adapter = InProcessAdapter(platform)
+    elif settings.wechat_api_base.rstrip("/") != wechat_service.WECHAT_BASE.rstrip("/"):
+        adapter = wechat_service.RebaseAdapter(settings.wechat_api_base)
+    gateway = wechat_service.WeChat(appid=settings.wechat_appid, secret=settings.wechat_secret,
+                                    adapter=adapter)
+    return gateway, platform
+
+
+def create_app(
+    settings: Settings | None = None, *, manage_resources: bool = True, name: str = "xiaoqing"
+) -> Sanic:  # type: ignore[type-arg]
+    """``manage_resources=False`` leaves opening the ORM and Redis to the caller (tests own
+    them so an in-process client restarting the app doesn't wipe the database)."""
+    settings = settings or get_settings()
+    config = Config()
+    config.FALLBACK_ERROR_FORMAT = "json"
+    config.REQUEST_MAX_SIZE = 2 * 1024 * 1024
+    config.OAS_URL_PREFIX = "/docs"
+    config.OAS_UI_DEFAULT = "swagger"
+    config.OAS_UI_REDOC = False
+    config.OAS_AUTODOC = False
+    config.CORS = False
+    config.HEALTH = False
+    app: Sanic = Sanic(name, config=config)  # type: ignore[type-arg]
+    app.ext.openapi.describe(
+        "小庆帮办 API",
+        version="1",
+        description="庆阳市政务服务微信小程序后端。错误统一为 "
+        '`{"error": {"code", "message", "fields"}}`；时间均为 Asia/Shanghai (+08:00)。',
+    )
+    app.ext.openapi.add_security_scheme("bearer", "http", scheme="bearer", bearer_format="JWT")
+
+    observability.configure_logging()
+    observability.install(app, log_requests=settings.log_requests)
+    errors.install(app)
+    for bp in BLUEPRINTS:
+        app.blueprint(bp)
+
+    gateway, app.ctx.fake_wechat = build_wechat(settings)
+    wechat_service.configure(gateway)
+
+    if manage_resources:
+
+        @app.before_server_start
+        async def open_resources(app: Sanic) -> None:  # type: ignore[type-arg]
+            await db.open_db(settings)
+            app.ctx.redis = await cache.open_cache(settings.redis_url)
+
+        @app.after_server_start
+        async def start_jobs(app: Sanic) -> None:  # type: ignore[type-arg]
+            app.ctx.stop_jobs = asyncio.Event()
+            app.ctx.jobs_task = None
+            if settings.run_background_jobs:
+                app.ctx.jobs_task = asyncio.create_task(jobs.worker_loop(app.ctx.stop_jobs))
+
+        @app.before_server_stop
+        async def close_resources(app: Sanic) -> None:  # type: ignore[type-arg]
+            app.ctx.stop_jobs.set()
+            if app.ctx.jobs_task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(app.ctx.jobs_task, timeout=5)
+            await cache.close_cache()
+            await db.close_db()
+
+    return app

@@ -1,0 +1,243 @@
+"""Test harness: one database and one Redis for the whole run, cleaned between tests.
+
+Backend choice (``XQ_TEST_BACKEND``):
+- ``real``: MariaDB/MySQL (``XQ_TEST_MYSQL_URL``, default root@127.0.0.1:3306) in a throwaway
+  database created here and dropped at the end, and a real Redis (``XQ_TEST_REDIS_URL``, default
+  db 13 on 127.0.0.1:6379, flushed before each test and at the end);
+- ``embedded``: an SQLite file in a temporary folder and fakeredis;
+- ``auto`` (default): ``real`` when both servers answer, else ``embedded``.
+CI runs the suite once each way.
+
+The fixtures own the ORM and Redis; the app is built with ``manage_resources=False`` so
+sanic-testing's per-request restarts never reopen or wipe them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+os.environ.setdefault("XQ_ENV", "test")
+os.environ.setdefault("XQ_LOG_REQUESTS", "false")
+os.environ.setdefault("XQ_RUN_BACKGROUND_JOBS", "false")
+
+import pytest  # noqa: E402
+from sanic import Sanic  # noqa: E402
+from tortoise import Tortoise, connections  # noqa: E402
+
+from api.app import create_app  # noqa: E402
+from models.users import Role, User, UserRole  # noqa: E402
+from services import cache, db  # noqa: E402
+from services.settings import get_settings  # noqa: E402
+
+MYSQL_URL = os.environ.get("XQ_TEST_MYSQL_URL", "mysql://root:@127.0.0.1:3306")
+REDIS_URL = os.environ.get("XQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1",
+                                       parsed.port or default_port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _backend() -> str:
+    choice = os.environ.get("XQ_TEST_BACKEND", "auto")
+    if choice == "auto":
+        real = _reachable(MYSQL_URL, 3306) and _reachable(REDIS_URL, 6379)
+        return "real" if real else "embedded"
+    if choice not in ("real", "embedded"):
+        raise pytest.UsageError(f"XQ_TEST_BACKEND must be auto, real or embedded, not {choice}")
+    return choice
+
+
+BACKEND = _backend()
+
+
+def pytest_report_header() -> str:
+    return f"xq backend: {BACKEND} (database {'MariaDB/MySQL' if BACKEND == 'real' else 'SQLite'})"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "mysql: needs the real MySQL backend (skipped otherwise)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if BACKEND == "real":
+        return
+    skip = pytest.mark.skip(reason="proven on MySQL; this run is on the embedded backend")
+    for item in items:
+        if "mysql" in item.keywords:
+            item.add_marker(skip)
+
+
+async def _mysql_admin(sql: str) -> None:
+    import aiomysql
+
+    p = urlparse(MYSQL_URL)
+    conn = await aiomysql.connect(host=p.hostname or "127.0.0.1", port=p.port or 3306,
+                                  user=p.username or "root", password=p.password or "")
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(sql)
+        await conn.commit()
+    finally:
+        conn.close()
+
+
+@dataclass
+class Backend:
+    kind: str
+    database_url: str
+
+
+@pytest.fixture(scope="session")
+async def backend(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Backend]:
+    if BACKEND == "real":
+        name = f"xq_test_{uuid.uuid4().hex[:10]}"
+        await _mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 "
+                           "COLLATE utf8mb4_unicode_ci")
+        url = f"{MYSQL_URL.rstrip('/')}/{name}"
+        r = cache.connect(REDIS_URL)
+        await r.flushdb()
+    else:
+        name = ""
+        url = f"sqlite://{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        r = cache.connect("memory://")
+    os.environ["XQ_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    await Tortoise.init(config=db.tortoise_config(url))
+    await Tortoise.generate_schemas()
+    cache.use(r)
+    try:
+        yield Backend(kind=BACKEND, database_url=url)
+    finally:
+        await Tortoise.close_connections()
+        await r.flushdb()
+        await r.aclose()
+        if name:
+            await _mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def _tables() -> list[str]:
+    return [m._meta.db_table for m in Tortoise.apps["models"].values()]
+
+
+@pytest.fixture(autouse=True)
+async def clean(backend: Backend) -> AsyncIterator[None]:
+    conn = connections.get("default")
+    if backend.kind == "real":
+        await conn.execute_script(
+            "SET FOREIGN_KEY_CHECKS=0;"
+            + "".join(f"DELETE FROM `{t}`;" for t in _tables())
+            + "SET FOREIGN_KEY_CHECKS=1;"
+        )
+    else:
+        await conn.execute_script(
+            "PRAGMA foreign_keys=OFF;"
+            + "".join(f'DELETE FROM "{t}";' for t in _tables())
+            + "PRAGMA foreign_keys=ON;"
+        )
+    await cache.redis().flushdb()
+    yield
+
+
+@pytest.fixture(scope="session")
+def app(backend: Backend) -> Sanic:  # type: ignore[type-arg]
+    Sanic.test_mode = True
+    return create_app(manage_resources=False, name="xiaoqing_test")
+
+
+@pytest.fixture
+def fake_wechat(app: Sanic) -> Iterator[Any]:  # type: ignore[type-arg]
+    platform = app.ctx.fake_wechat
+    platform.reset()
+    platform.refused_openids.clear()
+    yield platform
+
+
+class Api:
+    """A thin HTTP client over the app that remembers who is logged in."""
+
+    def __init__(self, app: Sanic) -> None:  # type: ignore[type-arg]
+        self.app = app
+
+    async def request(self, method: str, path: str, *, token: str | None = None,
+                      json: Any = None, headers: dict[str, str] | None = None,
+                      **kwargs: Any) -> Any:
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        _, resp = await self.app.asgi_client.request(method, path, json=json, headers=h,
+                                                     **kwargs)
+        return resp
+
+    async def get(self, path: str, **kw: Any) -> Any:
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, **kw: Any) -> Any:
+        return await self.request("POST", path, **kw)
+
+    async def put(self, path: str, **kw: Any) -> Any:
+        return await self.request("PUT", path, **kw)
+
+    async def patch(self, path: str, **kw: Any) -> Any:
+        return await self.request("PATCH", path, **kw)
+
+    async def delete(self, path: str, **kw: Any) -> Any:
+        return await self.request("DELETE", path, **kw)
+
+    async def login(self, code: str, *roles: Role) -> Session:
+        """Log in through the stub as ``code``; grant ``roles`` directly in the database first
+        (granting over the API is tested on its own), so the token carries them."""
+        if roles:
+            user, _ = await User.get_or_create(openid=self.app.ctx.fake_wechat.openid_for(code))
+            for role in roles:
+                await UserRole.get_or_create(user=user, role=role)
+        resp = await self.post("/api/v1/auth/wechat-login", json={"code": code})
+        assert resp.status == 200, resp.text
+        body = resp.json
+        return Session(api=self, token=body["access_token"], refresh=body["refresh_token"],
+                       user_id=body["user_id"])
+
+
+@dataclass
+class Session:
+    api: Api
+    token: str
+    refresh: str
+    user_id: int
+
+    async def get(self, path: str, **kw: Any) -> Any:
+        return await self.api.get(path, token=self.token, **kw)
+
+    async def post(self, path: str, **kw: Any) -> Any:
+        return await self.api.post(path, token=self.token, **kw)
+
+    async def put(self, path: str, **kw: Any) -> Any:
+        return await self.api.put(path, token=self.token, **kw)
+
+    async def patch(self, path: str, **kw: Any) -> Any:
+        return await self.api.patch(path, token=self.token, **kw)
+
+    async def delete(self, path: str, **kw: Any) -> Any:
+        return await self.api.delete(path, token=self.token, **kw)
+
+    async def bind_identity(self, name: str, id_number: str) -> Any:
+        resp = await self.post("/api/v1/me/identity",
+                               json={"name": name, "id_number": id_number})
+        assert resp.status == 201, resp.text
+        return resp.json
+
+
+@pytest.fixture
+def api(app: Sanic, fake_wechat: Any) -> Api:  # type: ignore[type-arg]
+    return Api(app)
