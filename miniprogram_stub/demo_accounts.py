@@ -1,0 +1,44 @@
+"""Demo logins, one per role, for the stub platform: log in with the code and you are them.
+
+Only meaningful with the stub WeChat platform, whose openid for a code is known in advance.
+"""
+
+from __future__ import annotations
+
+from models.enterprises import Enterprise, EnterpriseAgent
+from models.users import Person, Role, User, UserRole
+from miniprogram_stub.platform import FakeWeChatPlatform
+from services import people
+
+# code -> (roles, ID number of the person bound to the account, or None)
+ACCOUNTS: dict[str, tuple[tuple[Role, ...], str | None]] = {
+    "demo-admin": ((Role.admin, Role.staff), None),
+    "demo-staff": ((Role.staff,), None),
+    "demo-helper": ((Role.helper,), None),
+    "demo-helper2": ((Role.helper,), None),
+    "demo-worker": ((Role.community_worker,), None),
+    "demo-agent": ((Role.enterprise_agent,), None),
+    "zhang": ((), "621002194103050316"),  # 张建国, 85, elderly
+    "li": ((), "621021197508120426"),  # 李秀兰, disabled
+    "wang": ((), "621002200302170132"),  # 王小明, graduate
+    "zhao": ((), "621026199206300246"),  # 赵丽, child under 3
+}
+AGENT_ENTERPRISE = "91621000MA700QY00N"
+
+
+async def seed(appid: str) -> None:
+    platform = FakeWeChatPlatform(appid=appid)
+    for code, (roles, id_number) in ACCOUNTS.items():
+        user, _ = await User.get_or_create(openid=platform.openid_for(code),
+                                           defaults={"nickname": code})
+        for role in roles:
+            await UserRole.get_or_create(user=user, role=role)
+        if id_number and user.person_id is None:  # type: ignore[attr-defined]
+            person = await Person.get(id_number_hash=people.id_lookup_hash(id_number))
+            if not await User.filter(person=person).exists():
+                user.person = person
+                await user.save(update_fields=["person_id"])
+        if Role.enterprise_agent in roles:
+            ent = await Enterprise.get_or_none(uscc=AGENT_ENTERPRISE)
+            if ent is not None:
+                await EnterpriseAgent.get_or_create(enterprise=ent, user=user)

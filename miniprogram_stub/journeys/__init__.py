@@ -1,0 +1,21 @@
+"""User journeys the scripted client walks against a live server.
+
+Each domain module defines ``async def journey_<name>(j: Journeys) -> None`` functions and
+lists them in its ``JOURNEYS``; ``ALL`` gathers them. Run them with
+``python -m miniprogram_stub.journeys --base-url http://127.0.0.1:8000``.
+Journeys use the demo accounts (``miniprogram_stub.demo_accounts``), so the server must run
+with the stub WeChat platform and the demo data loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from miniprogram_stub.client import Journeys
+from miniprogram_stub.journeys import foundation
+
+Journey = Callable[[Journeys], Awaitable[None]]
+
+ALL: list[Journey] = [
+    *foundation.JOURNEYS,
+]
