@@ -83,7 +83,7 @@ class Person(Model):
 
 
 class RefreshToken(Model):
-    """One row per issued refresh token. Rotation marks the old row used; presenting a used
+    """One row per issued refresh token. Rotation marks the old row used, and presenting a used
     token again means it was stolen or replayed, so the whole family is revoked."""
 
     id = fields.BigIntField(primary_key=True)
