@@ -149,9 +149,16 @@ async def login_with_wechat(*, code: str, client_ip: str) -> TokenPair:
 
 async def refresh(*, refresh_token: str) -> TokenPair:
     now = clock.now()
+    token_hash = _hash(refresh_token)
+    owner = await RefreshToken.filter(token_hash=token_hash).values_list("user_id", flat=True)
+    if not owner:
+        raise AppError(ErrorCode.invalid_token)
     async with in_transaction():
+        # Queue concurrent refreshes of one account on its user row first: waiting on the
+        # token row instead lets InnoDB deadlock the waiters against the successor's insert.
+        await User.select_for_update().get(id=owner[0])
         row = (
-            await RefreshToken.filter(token_hash=_hash(refresh_token))
+            await RefreshToken.filter(token_hash=token_hash)
             .select_for_update()
             .select_related("user")
             .first()
@@ -162,17 +169,20 @@ async def refresh(*, refresh_token: str) -> TokenPair:
             # A spent token came back: someone holds a copy. Kill every token descended from
             # the same login so neither the thief nor the victim's copy keeps working.
             await RefreshToken.filter(family=row.family, revoked_at=None).update(revoked_at=now)
-            reuse = True
+            successor = None
         else:
+            if not row.user.is_active:
+                raise AppError(ErrorCode.forbidden, "账号已停用，请联系客服")
             row.used_at = now
             await row.save(update_fields=["used_at"])
-            reuse = False
-    if reuse:
+            # Issued under the same lock, so a replay racing this rotation revokes it too.
+            successor = await _new_refresh(row.user, row.family)
+    if successor is None:
         raise AppError(ErrorCode.refresh_reused)
     user = row.user
-    if not user.is_active:
-        raise AppError(ErrorCode.forbidden, "账号已停用，请联系客服")
-    return await _pair(user, row.family, is_new=False)
+    roles = await roles_of(user)
+    return TokenPair(access_token=issue_access_token(user, roles), refresh_token=successor,
+                     expires_in=get_settings().access_ttl_seconds, user=user, is_new_user=False)
 
 
 async def logout(*, user_id: int, refresh_token: str | None) -> None:
