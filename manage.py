@@ -1,4 +1,5 @@
-"""Operator commands: ``python manage.py migrate | seed | bootstrap-admin OPENID | check-migrations``.
+"""Operator commands: ``python manage.py migrate | seed | bootstrap-admin OPENID``
+(and ``check-migrations``, CI's drift guard).
 
 Migrations are Tortoise's own (``migrations/``); see docs/migrations.md for why not aerich.
 """
@@ -20,6 +21,7 @@ async def migrate() -> None:
 
     settings = get_settings()
     db._ensure_sqlite_folder(settings.database_url)
+    db.patch_sqlite_migration_comments()
     config = db.tortoise_config(settings.database_url)
     await Tortoise.init(config=config)
     try:

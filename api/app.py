@@ -15,11 +15,27 @@ from sanic import Sanic
 from sanic.config import Config
 
 from api import admin, auth, errors, health, me, observability
+from api import appointments as appointments_api
+from api import cases as cases_api
+from api import codes as codes_api
+from api import feedback as feedback_api
+from api import guide as guide_api
+from api import helpers as helpers_api
+from api import map as map_api
+from api import policies as policies_api
+from api import ratings as ratings_api
+from api import stats as stats_api
 from services import cache, db, jobs
 from services import wechat as wechat_service
 from services.settings import Settings, get_settings
 
-BLUEPRINTS = [health.bp, auth.bp, me.bp, admin.bp]
+BLUEPRINTS = [health.bp, auth.bp, me.bp, admin.bp,
+              guide_api.bp, guide_api.admin_bp, map_api.bp, map_api.admin_bp,
+              policies_api.bp, policies_api.admin_bp,
+              cases_api.bp, cases_api.admin_bp, helpers_api.bp, helpers_api.proxy_bp,
+              helpers_api.admin_bp, codes_api.bp,
+              feedback_api.bp, feedback_api.admin_bp, ratings_api.bp, ratings_api.admin_bp,
+              stats_api.bp, appointments_api.bp]
 
 
 def build_wechat(settings: Settings) -> tuple[wechat_service.WeChat, Any]:
@@ -41,10 +57,15 @@ def build_wechat(settings: Settings) -> tuple[wechat_service.WeChat, Any]:
 
 
 def create_app(
-    settings: Settings | None = None, *, manage_resources: bool = True, name: str = "xiaoqing"
+    _cli_args: object = None,
+    *,
+    settings: Settings | None = None,
+    manage_resources: bool = True,
+    name: str = "xiaoqing",
 ) -> Sanic:  # type: ignore[type-arg]
-    """``manage_resources=False`` leaves opening the ORM and Redis to the caller (tests own
-    them so an in-process client restarting the app doesn't wipe the database)."""
+    """Sanic's CLI calls the factory with its parsed arguments, hence the ignored positional.
+    ``manage_resources=False`` leaves opening the ORM and Redis to the caller (tests own them,
+    so an in-process client restarting the app never reopens or wipes them)."""
     settings = settings or get_settings()
     config = Config()
     config.FALLBACK_ERROR_FORMAT = "json"

@@ -29,7 +29,7 @@ class LogoutIn(BaseModel):
 class TokenOut(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 — the scheme name, not a secret
     expires_in: int
     user_id: int
     roles: list[str]

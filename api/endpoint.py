@@ -132,7 +132,9 @@ def _query_parameters(model: type[BaseModel]) -> list[Parameter]:
         if description:
             kwargs["description"] = description
         params.append(
-            Parameter(name, prop, location="query", required=name in required, **kwargs)
+            # sanic-ext types the schema as a class, but passes a JSON-schema dict through as is.
+            Parameter(name, prop, location="query",  # type: ignore[arg-type]
+                      required=name in required, **kwargs)
         )
     return params
 
@@ -201,6 +203,7 @@ def endpoint(
             definition["parameter"] = _query_parameters(query)
         if not public:
             definition["secured"] = {"bearer": []}
-        return openapi.definition(**definition)(handler)  # type: ignore[no-any-return]
+        documented: Handler = openapi.definition(**definition)(handler)
+        return documented
 
     return decorate

@@ -141,7 +141,9 @@ async def record_subscription(
 
 @bp.put("/subscriptions")
 @endpoint(body=MuteIn, response=SubscriptionOut, summary="开启或关闭某类消息提醒", tag="me")
-async def mute_subscription(_request: Request, body: MuteIn, principal: Principal) -> SubscriptionOut:
+async def mute_subscription(
+    _request: Request, body: MuteIn, principal: Principal
+) -> SubscriptionOut:
     row = await notifications.set_muted(user_id=principal.user_id, template=body.template,
                                         muted=body.muted)
     return SubscriptionOut(template=row.template, balance=row.balance, long_term=row.long_term,

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from sanic import Request, Sanic
-from sanic.response import HTTPResponse
+from sanic.response import BaseHTTPResponse
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -47,15 +47,15 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def install(app: Sanic, *, log_requests: bool) -> None:  # type: ignore[type-arg]
-    @app.on_request(priority=100)
+    @app.middleware("request", priority=100)
     async def assign_request_id(request: Request) -> None:
         # Honour a caller's id (a gateway's trace) when it looks sane; otherwise mint one.
         given = request.headers.get(REQUEST_ID_HEADER, "")
         request.ctx.request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
         request.ctx.started = time.perf_counter()
 
-    @app.on_response(priority=100)
-    async def stamp_and_log(request: Request, response: HTTPResponse) -> None:
+    @app.middleware("response", priority=100)
+    async def stamp_and_log(request: Request, response: BaseHTTPResponse) -> None:
         rid = getattr(request.ctx, "request_id", None)
         if rid is None:
             return

@@ -5,9 +5,9 @@ Only meaningful with the stub WeChat platform, whose openid for a code is known 
 
 from __future__ import annotations
 
+from miniprogram_stub.platform import FakeWeChatPlatform
 from models.enterprises import Enterprise, EnterpriseAgent
 from models.users import Person, Role, User, UserRole
-from miniprogram_stub.platform import FakeWeChatPlatform
 from services import people
 
 # code -> (roles, ID number of the person bound to the account, or None)
@@ -24,6 +24,9 @@ ACCOUNTS: dict[str, tuple[tuple[Role, ...], str | None]] = {
     "zhao": ((), "621026199206300246"),  # 赵丽, child under 3
 }
 AGENT_ENTERPRISE = "91621000MA700QY00N"
+GRID_WORKER = "demo-worker"
+GRID = {"county": "西峰区", "community": "长庆社区", "contact_name": "长庆社区网格员",
+        "contact_phone": "0934-8212345"}
 
 
 async def seed(appid: str) -> None:
@@ -42,3 +45,13 @@ async def seed(appid: str) -> None:
             ent = await Enterprise.get_or_none(uscc=AGENT_ENTERPRISE)
             if ent is not None:
                 await EnterpriseAgent.get_or_create(enterprise=ent, user=user)
+        if code == GRID_WORKER:
+            # 一码通: the demo community worker looks after the 长庆社区 grid (plate D-XF-0001).
+            from services.codes import assign_grid_worker
+
+            await assign_grid_worker(user_id=user.id, **GRID)
+        from services.helpers import DEMO_PROFILES, ensure_profile
+
+        if code in DEMO_PROFILES:
+            # 帮办: both demo helpers sit at the 西峰区 hall, so "ask for help" has someone.
+            await ensure_profile(user_id=user.id, **DEMO_PROFILES[code])

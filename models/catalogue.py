@@ -4,6 +4,7 @@ items with their guide elements, and 一件事 bundles."""
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
@@ -37,7 +38,7 @@ class Hall(Model):
     lng = fields.FloatField()
     phone = fields.CharField(max_length=32, default="")
     # {"weekdays": [1..7], "periods": [["09:00","12:00"], ...]} or "24h"
-    hours = fields.JSONField()
+    hours: fields.JSONField[Any] = fields.JSONField()
     self_service_24h = fields.BooleanField(default=False)
     is_active = fields.BooleanField(default=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -71,7 +72,7 @@ class ServicePoint(Model):
     kind = fields.CharField(max_length=32, default="self_service_terminal")
     lat = fields.FloatField()
     lng = fields.FloatField()
-    hours = fields.JSONField()
+    hours: fields.JSONField[Any] = fields.JSONField()
     is_active = fields.BooleanField(default=True)
 
     class Meta:
@@ -90,11 +91,11 @@ class ServiceItem(Model):
     subject = fields.CharField(max_length=16)  # person | enterprise
     theme = fields.CharField(max_length=32, db_index=True)
     legal_basis = fields.TextField(default="")
-    conditions = fields.JSONField(default=list)
-    refusal_cases = fields.JSONField(default=list)
+    conditions: fields.JSONField[list[str]] = fields.JSONField(default=list)
+    refusal_cases: fields.JSONField[list[str]] = fields.JSONField(default=list)
     # [{"name","form","copies","source","required","note","blank_form_url","sample_url"}]
-    materials = fields.JSONField(default=list)
-    steps = fields.JSONField(default=list)
+    materials: fields.JSONField[list[dict[str, Any]]] = fields.JSONField(default=list)
+    steps: fields.JSONField[list[str]] = fields.JSONField(default=list)
     legal_limit_days = fields.IntField(default=0)  # working days
     promised_limit_days = fields.IntField(default=0)  # working days; 0 = 即办件
     visits = fields.IntField(default=1)
@@ -102,11 +103,11 @@ class ServiceItem(Model):
     fee = fields.CharField(max_length=128, default="不收费")
     fee_basis = fields.CharField(max_length=255, default="")
     window_kind = fields.CharEnumField(WindowKind, max_length=32)
-    hall_codes = fields.JSONField(default=list)
+    hall_codes: fields.JSONField[list[str]] = fields.JSONField(default=list)
     consult_phone = fields.CharField(max_length=32, default="")
     complaint_phone = fields.CharField(max_length=32, default="12345")
-    keywords = fields.JSONField(default=list)
-    faq = fields.JSONField(default=list)  # [{"q","a"}]
+    keywords: fields.JSONField[list[str]] = fields.JSONField(default=list)
+    faq: fields.JSONField[list[dict[str, str]]] = fields.JSONField(default=list)  # [{"q","a"}]
     is_active = fields.BooleanField(default=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -121,7 +122,7 @@ class Bundle(Model):
     code = fields.CharField(max_length=32, unique=True)
     name = fields.CharField(max_length=128)
     subject = fields.CharField(max_length=16)
-    item_codes = fields.JSONField(default=list)
+    item_codes: fields.JSONField[list[str]] = fields.JSONField(default=list)
     description = fields.TextField(default="")
     is_active = fields.BooleanField(default=True)
     updated_at = fields.DatetimeField(auto_now=True)

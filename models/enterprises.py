@@ -18,7 +18,7 @@ class Enterprise(Model):
     industry = fields.CharField(max_length=32, default="")
     size = fields.CharField(max_length=16, default="")
     county = fields.CharField(max_length=32, default="")
-    tags = fields.JSONField(default=list)
+    tags: fields.JSONField[list[str]] = fields.JSONField(default=list)
     layoff_rate = fields.FloatField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 

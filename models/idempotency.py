@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -12,7 +14,7 @@ class IdempotencyRecord(Model):
     key = fields.CharField(max_length=128)
     request_hash = fields.CharField(max_length=64)
     status = fields.IntField()
-    body = fields.JSONField()
+    body: fields.JSONField[Any] = fields.JSONField()
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

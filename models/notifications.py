@@ -6,7 +6,7 @@ user whatever retries or parallel workers do, and the row says how the send went
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.models import Model
@@ -40,7 +40,7 @@ class Notification(Model):
     )
     template = fields.CharField(max_length=64)
     dedup_key = fields.CharField(max_length=191, unique=True)
-    data = fields.JSONField(default=dict)
+    data: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     page = fields.CharField(max_length=255, default="")
     # pending -> sent | skipped (no balance, muted) | failed (WeChat refused or unreachable)
     status = fields.CharField(max_length=16, default="pending")

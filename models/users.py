@@ -72,7 +72,7 @@ class Person(Model):
     phone_hash = fields.CharField(max_length=64, null=True, db_index=True)
     phone_masked = fields.CharField(max_length=16, null=True)
     # Facts used by green channel and policy matching: disabled, veteran, graduate, ...
-    tags = fields.JSONField(default=list)
+    tags: fields.JSONField[list[str]] = fields.JSONField(default=list)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -60,7 +60,8 @@ def role_names(granted: Iterable[UserRole | str]) -> list[str]:
 
 
 async def roles_of(user: User) -> list[str]:
-    return role_names(await UserRole.filter(user=user).values_list("role", flat=True))
+    granted = await UserRole.filter(user=user).values_list("role", flat=True)
+    return role_names(str(role) for role in granted)
 
 
 def issue_access_token(user: User, roles: list[str]) -> str:

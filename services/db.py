@@ -38,11 +38,31 @@ TORTOISE_ORM = tortoise_config()
 async def open_db(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     _ensure_sqlite_folder(settings.database_url)
-    await Tortoise.init(config=tortoise_config(settings.database_url))
+    # The global fallback: Sanic runs listeners and requests in different tasks, and
+    # Tortoise 1.x otherwise keeps its context per task.
+    await Tortoise.init(config=tortoise_config(settings.database_url),
+                        _enable_global_fallback=True)
 
 
 async def close_db() -> None:
     await Tortoise.close_connections()
+
+
+def patch_sqlite_migration_comments() -> None:
+    """Tortoise 1.1's SQLite schema editor splits DDL on every ";" — including one inside a
+    table comment taken from a model docstring — and then fails on the fragment. Comments are
+    documentation only, so a full-width "；" keeps them readable and the DDL whole."""
+    from tortoise.migrations.schema_editor.sqlite import SqliteSchemaEditor
+
+    if getattr(SqliteSchemaEditor, "_xq_patched", False):
+        return
+    original = SqliteSchemaEditor._escape_comment
+
+    def escape(self: SqliteSchemaEditor, comment: str) -> str:
+        return str(original(self, comment.replace(";", "；")))
+
+    SqliteSchemaEditor._escape_comment = escape  # type: ignore[method-assign,assignment]
+    SqliteSchemaEditor._xq_patched = True  # type: ignore[attr-defined]
 
 
 def _ensure_sqlite_folder(url: str) -> None:

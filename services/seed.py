@@ -13,7 +13,7 @@ from typing import Any
 
 from models.catalogue import Bundle, Hall, ServiceItem, ServicePoint, Window
 from models.enterprises import Enterprise
-from services import people
+from services import doorplates, guide, guided_flows, people, policies, slots
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ async def seed_catalogue(data: dict[str, Any]) -> None:
         await ServicePoint.update_or_create(
             code=sp["code"],
             defaults={"name": sp["name"], "county": sp["county"], "kind": sp.get("kind", ""),
-                      "lat": sp["lat"], "lng": sp["lng"], "hours": hours_value(sp.get("hours", "24h"))},
+                      "lat": sp["lat"], "lng": sp["lng"],
+                      "hours": hours_value(sp.get("hours", "24h"))},
         )
     for it in data.get("items", []):
         await ServiceItem.update_or_create(
@@ -95,6 +96,11 @@ def hours_value(value: Any) -> Any:
 SEEDERS: list[Seeder] = [
     seed_people,
     seed_catalogue,
+    guide.seed_guide,
+    guided_flows.seed_flows,
+    policies.seed_policies,
+    doorplates.seed_codes,
+    slots.seed_slot_rules,
 ]
 
 

@@ -55,10 +55,48 @@ class Settings(BaseSettings):
     login_rate_limit: int = 10
     login_rate_window_seconds: int = 60
 
+    # Appointments (预约服务).
+    appointment_max_active: int = 3
+    appointment_cancel_cutoff_minutes: int = 60
+    appointment_book_rate_limit: int = 10
+    appointment_worker_book_rate_limit: int = 60
+    appointment_book_rate_window_seconds: int = 60
+    appointment_green_age: int = 65
+    appointment_no_show_limit: int = 3
+    appointment_no_show_window_days: int = 90
+    appointment_no_show_suspension_days: int = 30
+    appointment_check_in_early_minutes: int = 60
+
     public_base_url: str = "https://bangban.qingyang.gov.cn"
+    # 一码通: a person code's life, scans per scanner per window, a CJK font for plate sheets.
+    person_code_ttl_seconds: int = 60
+    scan_rate_limit: int = 60
+    scan_rate_window_seconds: int = 60
+    cjk_font_path: str = ""
+    # buffered: scan logs go to a Redis list and are flushed in batches; direct: one INSERT.
+    scan_log_mode: Literal["buffered", "direct"] = "buffered"
     seed_demo_data: bool = True
     run_background_jobs: bool = True
     log_requests: bool = True
+
+    # 投诉建议 / 办不成事: handling limits in working days per kind, and how long a replied
+    # report waits for the resident's satisfaction answer before it closes on its own.
+    feedback_due_days: dict[str, int] = Field(
+        default_factory=lambda: {"complaint": 5, "unresolved": 3, "suggestion": 10}
+    )
+    feedback_autoclose_days: int = 7
+    feedback_default_department: str = "市政务服务中心"
+    # 好差评: 差评整改时限 (working days) and how many more working days each escalation
+    # level waits.
+    rectification_due_days: int = 15
+    rectification_escalate_every_days: int = 5
+    rectification_max_level: int = 3
+
+    # 办件: how long after closing an applicant may ask to reopen; how far ahead of the due
+    # time staff are warned; how long a helper has to take an offered case before it moves on.
+    case_reopen_days: int = 15
+    case_due_soon_hours: int = 24
+    helper_offer_timeout_minutes: int = 30
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from tortoise.exceptions import IntegrityError
 
 from models.users import Role, User, UserRole
@@ -31,10 +33,10 @@ async def grant_role(*, actor: Principal, user_id: int, role: str) -> list[str]:
         raise forbidden()
     parsed = _grantable(role)
     user = await get_user(user_id)
-    try:
-        await UserRole.get_or_create(user=user, role=parsed, defaults={"granted_by_id": actor.user_id})
-    except IntegrityError:
-        pass  # a concurrent grant of the same role: the outcome is the same
+    # A concurrent grant of the same role loses the insert race; the outcome is the same.
+    with contextlib.suppress(IntegrityError):
+        await UserRole.get_or_create(user=user, role=parsed,
+                                     defaults={"granted_by_id": actor.user_id})
     return await roles_of(user)
 
 

@@ -26,14 +26,14 @@ os.environ.setdefault("XQ_ENV", "test")
 os.environ.setdefault("XQ_LOG_REQUESTS", "false")
 os.environ.setdefault("XQ_RUN_BACKGROUND_JOBS", "false")
 
-import pytest  # noqa: E402
-from sanic import Sanic  # noqa: E402
-from tortoise import Tortoise, connections  # noqa: E402
+import pytest
+from sanic import Sanic
+from tortoise import Tortoise, connections
 
-from api.app import create_app  # noqa: E402
-from models.users import Role, User, UserRole  # noqa: E402
-from services import cache, db  # noqa: E402
-from services.settings import get_settings  # noqa: E402
+from api.app import create_app
+from models.users import Role, User, UserRole
+from services import cache, db
+from services.settings import get_settings
 
 MYSQL_URL = os.environ.get("XQ_TEST_MYSQL_URL", "mysql://root:@127.0.0.1:3306")
 REDIS_URL = os.environ.get("XQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -114,7 +114,7 @@ async def backend(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bac
         r = cache.connect("memory://")
     os.environ["XQ_DATABASE_URL"] = url
     get_settings.cache_clear()
-    await Tortoise.init(config=db.tortoise_config(url))
+    await Tortoise.init(config=db.tortoise_config(url), _enable_global_fallback=True)
     await Tortoise.generate_schemas()
     cache.use(r)
     try:

@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from miniprogram_stub.client import Journeys
-from miniprogram_stub.journeys import foundation
+from miniprogram_stub.journeys import cases, foundation
+from miniprogram_stub.journeys import guide as guide_journeys
 
 Journey = Callable[[Journeys], Awaitable[None]]
 
 ALL: list[Journey] = [
     *foundation.JOURNEYS,
+    *cases.JOURNEYS,
+    *guide_journeys.JOURNEYS,
 ]
