@@ -26,6 +26,7 @@ os.environ.setdefault("XQ_ENV", "test")
 os.environ.setdefault("XQ_LOG_REQUESTS", "false")
 os.environ.setdefault("XQ_RUN_BACKGROUND_JOBS", "false")
 
+import httpx
 import pytest
 from sanic import Sanic
 from tortoise import Tortoise, connections
@@ -151,9 +152,22 @@ async def clean(backend: Backend) -> AsyncIterator[None]:
 
 
 @pytest.fixture(scope="session")
-def app(backend: Backend) -> Sanic:  # type: ignore[type-arg]
+async def app(backend: Backend) -> AsyncIterator[Sanic]:  # type: ignore[type-arg]
+    """The app, started once for the session the way an ASGI server's lifespan starts it.
+
+    sanic-testing's client restarts the app around every request (rebuilding routes and the
+    OpenAPI document each time, about a second a request); starting it once and calling it
+    through httpx's ASGI transport exercises the same request path at a fraction of the cost.
+    """
     Sanic.test_mode = True
-    return create_app(manage_resources=False, name="xiaoqing_test")
+    application = create_app(manage_resources=False, name="xiaoqing_test")
+    application.asgi = True
+    await application._startup()
+    await application._server_event("init", "before")
+    await application._server_event("init", "after")
+    yield application
+    await application._server_event("shutdown", "before")
+    await application._server_event("shutdown", "after")
 
 
 @pytest.fixture
@@ -164,21 +178,40 @@ def fake_wechat(app: Sanic) -> Iterator[Any]:  # type: ignore[type-arg]
     yield platform
 
 
+class Reply:
+    """The parts of a response tests read, with sanic-testing's names (status, json, text)."""
+
+    def __init__(self, resp: httpx.Response) -> None:
+        self.status = resp.status_code
+        self.headers = resp.headers
+        self.content = resp.content
+        self.text = resp.text
+        try:
+            self.json: Any = resp.json()
+        except ValueError:
+            self.json = None
+
+
 class Api:
     """A thin HTTP client over the app that remembers who is logged in."""
 
     def __init__(self, app: Sanic) -> None:  # type: ignore[type-arg]
         self.app = app
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                      base_url="http://testserver")
 
     async def request(self, method: str, path: str, *, token: str | None = None,
                       json: Any = None, headers: dict[str, str] | None = None,
-                      **kwargs: Any) -> Any:
+                      data: str | bytes | None = None, **kwargs: Any) -> Reply:
         h = dict(headers or {})
         if token:
             h["Authorization"] = f"Bearer {token}"
-        _, resp = await self.app.asgi_client.request(method, path, json=json, headers=h,
-                                                     **kwargs)
-        return resp
+        if data is not None:
+            kwargs["content"] = data
+        elif json is not None:
+            kwargs["json"] = json
+        resp = await self.http.request(method, path, headers=h, **kwargs)
+        return Reply(resp)
 
     async def get(self, path: str, **kw: Any) -> Any:
         return await self.request("GET", path, **kw)
