@@ -185,6 +185,7 @@ class Reply:
         self.status = resp.status_code
         self.headers = resp.headers
         self.content = resp.content
+        self.body = resp.content
         self.text = resp.text
         try:
             self.json: Any = resp.json()
