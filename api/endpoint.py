@@ -139,6 +139,22 @@ def _query_parameters(model: type[BaseModel]) -> list[Parameter]:
     return params
 
 
+_MAX_ID = 2**63 - 1  # BIGINT: a larger id can't exist, and the driver would overflow on it
+_MAX_PATH_TEXT = 64
+
+
+def _check_path_params(params: dict[str, Any]) -> None:
+    """An id or code no row can have is simply not found; checking here keeps impossible values
+    (a 30-digit id, a 500-character code, control characters) away from the database."""
+    for value in params.values():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and not 0 < value <= _MAX_ID:
+            raise AppError(ErrorCode.not_found)
+        if isinstance(value, str) and (len(value) > _MAX_PATH_TEXT or not value.isprintable()):
+            raise AppError(ErrorCode.not_found)
+
+
 _ERROR_STATUSES = {
     "public": (400, 422, 429),
     "auth": (400, 401, 403, 404, 409, 422, 429),
@@ -164,6 +180,7 @@ def endpoint(
 
         @wraps(fn)
         async def handler(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
+            _check_path_params(kwargs)
             if not public:
                 principal = current_principal(request)
                 if roles and not principal.has(*roles):

@@ -14,6 +14,7 @@ from sanic.exceptions import (
     SanicException,
 )
 from sanic.response import HTTPResponse, json
+from tortoise.exceptions import ValidationError as OrmValidationError
 
 from services.errors import AppError, ErrorCode
 
@@ -28,6 +29,10 @@ def _reply(request: Request | None, err: AppError) -> HTTPResponse:
 def to_app_error(exc: Exception) -> AppError:
     if isinstance(exc, AppError):
         return exc
+    if isinstance(exc, OrmValidationError):
+        # A value the model refuses (too long, out of range) that a route's own checks let
+        # through: still the caller's input, so a 422 rather than a 500.
+        return AppError(ErrorCode.validation_failed)
     if isinstance(exc, NotFound):
         return AppError(ErrorCode.route_not_found)
     if isinstance(exc, MethodNotAllowed):

@@ -74,3 +74,15 @@ async def test_openapi_documents_every_api_route(api, app):
     login = spec["paths"]["/api/v1/auth/wechat-login"]["post"]
     assert "requestBody" in login
     assert "200" in login["responses"] and "422" in login["responses"]
+
+
+async def test_impossible_path_ids_are_404_not_500(api):
+    from models.users import Role
+
+    staff = await api.login("clerk", Role.staff)
+    huge = await staff.post("/api/v1/admin/persons/61633105627737650888704/reveal",
+                            json={"reason": "核验身份信息"})
+    assert_envelope(huge, 404, "not_found")
+    admin = await api.login("root", Role.admin)
+    long_role = await admin.delete(f"/api/v1/admin/users/{admin.user_id}/roles/{'x' * 80}")
+    assert_envelope(long_role, 404, "not_found")
