@@ -155,9 +155,10 @@ def _check_path_params(params: dict[str, Any]) -> None:
             raise AppError(ErrorCode.not_found)
 
 
+# 413 can answer any request: Sanic refuses an oversized body or URL before routing.
 _ERROR_STATUSES = {
-    "public": (400, 422, 429),
-    "auth": (400, 401, 403, 404, 409, 422, 429),
+    "public": (400, 413, 422, 429),
+    "auth": (400, 401, 403, 404, 409, 413, 422, 429),
 }
 
 
