@@ -17,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 from sanic import Request
 from sanic.response import HTTPResponse, json
 from sanic_ext.extensions.openapi import openapi
-from sanic_ext.extensions.openapi.definitions import Component, Parameter, Response
+from sanic_ext.extensions.openapi.definitions import Component, Parameter, RequestBody, Response
+from sanic_ext.extensions.openapi.types import Schema
 
 from api.schemas import ErrorBody
 from models.users import Role
@@ -101,9 +102,11 @@ def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
 
 def _parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
     raw: dict[str, Any] = {}
+    # Blank values are kept ("kind=" is a bad kind, not an absent one).
+    args = request.get_args(keep_blank_values=True)
     for name, field in model.model_fields.items():
         key = field.alias or name
-        values = request.args.getlist(key)
+        values = args.getlist(key)
         if not values:
             continue
         raw[key] = values if _is_list(field.annotation) else values[0]
@@ -119,22 +122,48 @@ def _is_list(annotation: Any) -> bool:
     return any(get_origin(a) is list for a in get_args(annotation))
 
 
+class _RawSchema(Schema):
+    """A JSON schema passed through untouched: sanic-ext's Schema keeps only the keys it knows
+    (it would drop ``items``) and turns a plain dict into an object with those keys as
+    properties, which documented every query parameter as an object."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self._fields = schema
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """Resolve pydantic's local ``$ref``s and drop its ``null`` alternatives: a query parameter
+    is optional by being absent, and OpenAPI 3.0 has no ``null`` type."""
+    if isinstance(schema, list):
+        return [_inline(s, defs) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if "$ref" in schema:
+        target = defs[schema["$ref"].rsplit("/", 1)[-1]]
+        rest = {k: v for k, v in schema.items() if k != "$ref"}
+        return _inline({**target, **rest}, defs)
+    out = {k: _inline(v, defs) for k, v in schema.items() if k != "title"}
+    alternatives = [a for a in out.get("anyOf", []) if a.get("type") != "null"]
+    if "anyOf" in out and len(alternatives) == 1:
+        merged = {**{k: v for k, v in out.items() if k != "anyOf"}, **alternatives[0]}
+        if merged.get("default", 0) is None:
+            merged.pop("default")
+        return merged
+    return out
+
+
 def _query_parameters(model: type[BaseModel]) -> list[Parameter]:
     schema = model.model_json_schema()
-    props = schema.get("properties", {})
+    defs = schema.get("$defs", {})
     required = set(schema.get("required", []))
     params = []
-    for name, prop in props.items():
-        prop = dict(prop)
-        description = prop.pop("description", None)
-        prop.pop("title", None)
-        kwargs: dict[str, Any] = {}
-        if description:
-            kwargs["description"] = description
+    for name, prop in schema.get("properties", {}).items():
+        resolved = _inline(prop, defs)
+        description = resolved.pop("description", None)
+        kwargs: dict[str, Any] = {"description": description} if description else {}
         params.append(
-            # sanic-ext types the schema as a class, but passes a JSON-schema dict through as is.
-            Parameter(name, prop, location="query",  # type: ignore[arg-type]
-                      required=name in required, **kwargs)
+            Parameter(name, _RawSchema(resolved), location="query", required=name in required,
+                      **kwargs)
         )
     return params
 
@@ -216,7 +245,8 @@ def endpoint(
         if tag:
             definition["tag"] = tag
         if body is not None:
-            definition["body"] = {"application/json": Component(body)}
+            definition["body"] = RequestBody({"application/json": Component(body)},
+                                             required=True)
         if query is not None:
             definition["parameter"] = _query_parameters(query)
         if not public:

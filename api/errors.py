@@ -36,7 +36,8 @@ def to_app_error(exc: Exception) -> AppError:
     if isinstance(exc, NotFound):
         return AppError(ErrorCode.route_not_found)
     if isinstance(exc, MethodNotAllowed):
-        return AppError(ErrorCode.method_not_allowed)
+        # Keep Sanic's Allow header: HTTP requires it on a 405.
+        return AppError(ErrorCode.method_not_allowed, headers=dict(exc.headers or {}))
     if isinstance(exc, PayloadTooLarge):
         return AppError(ErrorCode.payload_too_large)
     if isinstance(exc, BadRequest | RangeNotSatisfiable):
