@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from sanic import Blueprint, Request
 
 from api.endpoint import endpoint
@@ -23,6 +23,8 @@ admin_bp = Blueprint("admin_guide", url_prefix="/api/v1/admin/guide")
 STAFF = [Role.staff, Role.admin]
 CODE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
 Subject = Literal["person", "enterprise"]
+Line = Annotated[str, Field(min_length=1, max_length=500)]
+Word = Annotated[str, Field(min_length=1, max_length=32)]
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -88,10 +90,10 @@ class MaterialIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=64)
     form: Literal["原件", "复印件", "原件和复印件", "电子证照"] = "原件"
-    copies: int = Field(default=1, ge=1, le=20)
+    copies: StrictInt = Field(default=1, ge=1, le=20)
     source: str = Field(default="", max_length=128, description="来源渠道，如 申请人自备、公安机关")
-    required: bool = True
-    electronic_ok: bool = Field(default=False, description="可用电子证照代替")
+    required: StrictBool = True
+    electronic_ok: StrictBool = Field(default=False, description="可用电子证照代替")
     note: str = Field(default="", max_length=255)
     blank_form_url: str = Field(default="", max_length=255, description="空白表格")
     sample_url: str = Field(default="", max_length=255, description="示例样表")
@@ -203,7 +205,8 @@ class FlowOut(FlowBrief):
 
 
 class WalkIn(BaseModel):
-    answers: list[int] = Field(default_factory=list, max_length=50,
+    # Strict: JSON false is not answer 0.
+    answers: list[StrictInt] = Field(default_factory=list, max_length=50,
                                description="至今每一题所选答案的序号（从 0 开始）")
 
 
@@ -240,21 +243,22 @@ class ItemIn(BaseModel):
     subject: Subject
     theme: str = Field(min_length=2, max_length=32)
     legal_basis: str = Field(default="", max_length=4000)
-    conditions: list[str] = Field(default_factory=list, max_length=30)
-    refusal_cases: list[str] = Field(default_factory=list, max_length=30)
+    conditions: list[Line] = Field(default_factory=list, max_length=30)
+    refusal_cases: list[Line] = Field(default_factory=list, max_length=30)
     materials: list[MaterialIn] = Field(default_factory=list, max_length=50)
-    steps: list[str] = Field(default_factory=list, max_length=20)
-    legal_limit_days: int = Field(default=0, ge=0, le=365, description="法定时限（工作日）")
-    promised_limit_days: int = Field(default=0, ge=0, le=365, description="承诺时限（工作日）")
-    visits: int = Field(default=1, ge=0, le=10)
+    steps: list[Line] = Field(default_factory=list, max_length=20)
+    legal_limit_days: StrictInt = Field(default=0, ge=0, le=365, description="法定时限（工作日）")
+    promised_limit_days: StrictInt = Field(default=0, ge=0, le=365,
+                                           description="承诺时限（工作日）")
+    visits: StrictInt = Field(default=1, ge=0, le=10)
     online: Literal["full", "pre", "offline"] = "offline"
     fee: str = Field(default="不收费", max_length=128)
     fee_basis: str = Field(default="", max_length=255)
     window_kind: WindowKind
-    hall_codes: list[str] = Field(default_factory=list, max_length=200)
+    hall_codes: list[Word] = Field(default_factory=list, max_length=200)
     consult_phone: str = Field(default="", max_length=32)
     complaint_phone: str = Field(default="12345", max_length=32)
-    keywords: list[str] = Field(default_factory=list, max_length=30)
+    keywords: list[Word] = Field(default_factory=list, max_length=30)
     faq: list[FaqEntry] = Field(default_factory=list, max_length=30)
 
 
@@ -272,7 +276,7 @@ class BundleIn(BaseModel):
 
     name: str = Field(min_length=2, max_length=128)
     subject: Subject
-    item_codes: list[str] = Field(min_length=1, max_length=30)
+    item_codes: list[Word] = Field(min_length=1, max_length=30)
     description: str = Field(default="", max_length=2000)
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sanic import Blueprint, Request, Sanic
 
 from api.endpoint import endpoint
 from models.catalogue import HallLevel
 from models.users import Role
-from services import halls
+from services import guide, halls
 from services.auth import Principal
 from services.halls import Place, PlaceKind
 
@@ -86,6 +86,27 @@ class NearbyOut(BaseModel):
     places: list[PlaceOut]
 
 
+HHMM = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class HoursIn(BaseModel):
+    """Weekly hours; holidays and 调休 are applied on top from the calendar."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    always: StrictBool = Field(default=False, description="24小时开放（忽略以下字段）")
+    weekdays: list[Annotated[int, Field(strict=True, ge=1, le=7)]] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5], max_length=7, description="1=周一 … 7=周日")
+    periods: list[tuple[HHMM, HHMM]] = Field(
+        default_factory=list, max_length=6, description='[["09:00","12:00"],["14:00","17:30"]]')
+
+    def stored(self) -> dict[str, Any]:
+        if self.always:
+            return {"always": True}
+        return {"weekdays": sorted(set(self.weekdays)),
+                "periods": [list(p) for p in self.periods]}
+
+
 class HallUpdateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -93,13 +114,13 @@ class HallUpdateIn(BaseModel):
     level: HallLevel
     county: str = Field(min_length=1, max_length=32)
     address: str = Field(default="", max_length=255)
-    lat: float = Lat
-    lng: float = Lng
+    # Strict in a JSON body (true is not a latitude); the query models must stay lax.
+    lat: float = Field(strict=True, ge=3.8, le=53.6, description="纬度（GCJ-02）")
+    lng: float = Field(strict=True, ge=73.5, le=135.1, description="经度（GCJ-02）")
     phone: str = Field(default="", max_length=32)
-    hours: dict[str, Any] = Field(
-        description='{"weekdays": [1,2,3,4,5], "periods": [["09:00","12:00"]]} 或 {"always": true}')
-    self_service_24h: bool = False
-    is_active: bool = True
+    hours: HoursIn
+    self_service_24h: StrictBool = False
+    is_active: StrictBool = True
 
 
 def place_out(p: Place) -> PlaceOut:
@@ -113,10 +134,12 @@ def place_out(p: Place) -> PlaceOut:
 
 
 @bp.after_server_start
-async def build_geo_index(_app: Sanic) -> None:  # type: ignore[type-arg]
-    # Each worker refreshing at start is harmless (the swap is atomic) and means a Redis that
-    # was restarted empty is filled again before the first "near me".
+async def warm_indexes(_app: Sanic) -> None:  # type: ignore[type-arg]
+    # Each worker refreshing the GEO set at start is harmless (the swap is atomic) and means a
+    # Redis restarted empty is filled again before the first "near me". Building the search
+    # index here too spares the first resident the ~1 s jieba load.
     await halls.rebuild_quietly()
+    await guide.warm_quietly()
 
 
 @bp.get("/places")
@@ -148,6 +171,6 @@ async def nearby(_request: Request, query: NearbyQuery) -> NearbyOut:
           summary="更新大厅位置、开放时间等（同时刷新附近索引）")
 async def update_hall(_request: Request, code: str, body: HallUpdateIn,
                       principal: Principal) -> PlaceOut:
-    place = await halls.update_hall(actor=principal, code=code,
-                                    values=body.model_dump(mode="json"))
+    values = body.model_dump(mode="json", exclude={"hours"}) | {"hours": body.hours.stored()}
+    place = await halls.update_hall(actor=principal, code=code, values=values)
     return place_out(place)

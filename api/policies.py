@@ -13,6 +13,7 @@ from models.policies import Audience, Policy, PolicyStatus
 from models.users import Role
 from services import clock, policies
 from services.auth import Principal
+from services.policies import EnterpriseCriteria, PersonCriteria
 
 bp = Blueprint("policies", url_prefix="/api/v1/policies")
 admin_bp = Blueprint("admin_policies", url_prefix="/api/v1/admin/policies")
@@ -71,12 +72,15 @@ class PolicyIn(BaseModel):
     department: str = Field(default="", max_length=64)
     theme: str = Field(default="", max_length=32, description="主题，如 养老服务、就业创业")
     audience: Audience
-    criteria: dict[str, Any] = Field(
-        default_factory=dict,
+    criteria: PersonCriteria | EnterpriseCriteria = Field(
+        default_factory=PersonCriteria,
         description='个人：{"min_age", "max_age", "tags"}；企业：{"size", "industry", "tags", '
-                    '"county", "max_layoff_rate"}')
+                    '"county", "max_layoff_rate"}；须与 audience 一致')
     summary: str = Field(default="", max_length=4000)
     url: str = Field(default="", max_length=255)
+
+    def criteria_dict(self) -> dict[str, Any]:
+        return self.criteria.model_dump(exclude_defaults=True)
 
 
 class PolicyCreateIn(PolicyIn):
@@ -105,6 +109,33 @@ async def for_me(_request: Request, principal: Principal) -> ForMeOut:
         for m in matches])
 
 
+class ThemeMuteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    theme: str = Field(min_length=1, max_length=32, description="政策主题，如 养老服务")
+    muted: bool = Field(strict=True, description="true 不再接收该主题的政策推送")
+
+
+class MutedThemesOut(BaseModel):
+    themes: list[str] = Field(description="已关闭推送的政策主题")
+
+
+@bp.get("/muted-themes")
+@endpoint(response=MutedThemesOut, tag="policies", summary="我关闭推送的政策主题")
+async def get_muted_themes(_request: Request, principal: Principal) -> MutedThemesOut:
+    return MutedThemesOut(themes=await policies.muted_themes(user_id=principal.user_id))
+
+
+@bp.put("/muted-themes")
+@endpoint(body=ThemeMuteIn, response=MutedThemesOut, tag="policies",
+          summary="按主题开启或关闭政策推送（整体关闭请用 PUT /api/v1/me/subscriptions）")
+async def put_muted_theme(_request: Request, body: ThemeMuteIn,
+                          principal: Principal) -> MutedThemesOut:
+    themes = await policies.set_theme_muted(user_id=principal.user_id, theme=body.theme,
+                                            muted=body.muted)
+    return MutedThemesOut(themes=themes)
+
+
 @bp.get("/<policy_id:int>")
 @endpoint(response=PolicyOut, public=True, errors=(404,), tag="policies",
           summary="已发布政策详情")
@@ -127,7 +158,8 @@ async def admin_list(_request: Request, query: AdminListQuery) -> AdminListOut:
 async def create(_request: Request, body: PolicyCreateIn, principal: Principal) -> AdminPolicyOut:
     p = await policies.create_policy(
         actor=principal, code=body.code, title=body.title, department=body.department,
-        theme=body.theme, audience=body.audience, criteria=body.criteria, summary=body.summary,
+        theme=body.theme, audience=body.audience, criteria=body.criteria_dict(),
+        summary=body.summary,
         url=body.url)
     return admin_out(p)
 
@@ -145,13 +177,14 @@ async def update(_request: Request, policy_id: int, body: PolicyIn,
                  principal: Principal) -> AdminPolicyOut:
     p = await policies.update_policy(
         actor=principal, policy_id=policy_id, title=body.title, department=body.department,
-        theme=body.theme, audience=body.audience, criteria=body.criteria, summary=body.summary,
+        theme=body.theme, audience=body.audience, criteria=body.criteria_dict(),
+        summary=body.summary,
         url=body.url)
     return admin_out(p)
 
 
 @admin_bp.post("/<policy_id:int>/publish")
-@endpoint(response=AdminPolicyOut, roles=STAFF, tag="admin",
+@endpoint(response=AdminPolicyOut, roles=STAFF, tag="admin", errors=(503,),
           summary="发布政策并在后台向相符且已订阅的用户推送（每人每政策一次）")
 async def publish(_request: Request, policy_id: int, principal: Principal) -> AdminPolicyOut:
     return admin_out(await policies.publish(actor=principal, policy_id=policy_id))
