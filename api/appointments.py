@@ -28,6 +28,7 @@ bp = Blueprint("appointments", url_prefix="/api/v1")
 
 MAX_ID = 2**53
 CODE = r"^[A-Za-z0-9_-]+$"
+MIN_DAY, MAX_DAY = dt.date(2000, 1, 1), dt.date(2099, 12, 31)
 
 
 def _id(value: int, what: str) -> int:
@@ -41,7 +42,7 @@ def _id(value: int, what: str) -> int:
 
 
 class SlotQuery(BaseModel):
-    date: dt.date = Field(description="日期 YYYY-MM-DD（北京时间）")
+    date: dt.date = Field(ge=MIN_DAY, le=MAX_DAY, description="日期 YYYY-MM-DD（北京时间）")
     window_kind: WindowKind | None = Field(default=None, description="窗口类型")
     item_code: str | None = Field(default=None, min_length=1, max_length=32, pattern=CODE,
                                   description="要办的事项，按其办理窗口筛选时段")
@@ -69,8 +70,9 @@ class RuleIn(BaseModel):
     window_kind: WindowKind
     slot_minutes: int = Field(ge=5, le=240, description="每个时段的分钟数")
     capacity: int = Field(ge=1, le=500, description="每个时段的总名额")
-    green_hold: int = Field(default=0, ge=0, le=500,
-                            description="为绿色通道预留的名额，前一天0点起向所有人开放")
+    green_percent: int = Field(default=0, ge=0, le=100,
+                               description="每个时段为绿色通道预留的名额比例（%，向下取整），"
+                               "时段前一天0点起向所有人开放")
     book_ahead_days: int = Field(default=7, ge=1, le=60, description="可提前预约的天数")
     is_active: bool = True
 
@@ -79,7 +81,8 @@ class RuleOut(BaseModel):
     window_kind: WindowKind
     slot_minutes: int
     capacity: int
-    green_hold: int
+    green_percent: int
+    green_hold: int = Field(description="按比例折算的每时段预留名额")
     book_ahead_days: int
     is_active: bool
 
@@ -92,7 +95,8 @@ class RulesOut(BaseModel):
 class OnBehalfIn(BaseModel):
     name: str = Field(min_length=2, max_length=32, pattern=r"^[\u3400-\u9fff·•]+$",
                       description="被代预约居民的姓名")
-    id_number: str = Field(min_length=15, max_length=18, description="被代预约居民的身份证号")
+    id_number: str = Field(min_length=18, max_length=18, pattern=r"^[0-9]{17}[0-9Xx]$",
+                           description="被代预约居民的18位身份证号")
 
 
 class BookIn(BaseModel):
@@ -106,7 +110,7 @@ class RescheduleIn(BaseModel):
 
 
 class StaffCheckInIn(BaseModel):
-    code: str = Field(min_length=1, max_length=64, description="居民出示的预约签到码")
+    code: str = Field(min_length=1, max_length=32, description="居民出示的预约签到码")
 
 
 class HallCheckInIn(BaseModel):
@@ -152,7 +156,7 @@ class AppointmentListOut(BaseModel):
 
 
 class HallDayQuery(BaseModel):
-    date: dt.date
+    date: dt.date = Field(ge=MIN_DAY, le=MAX_DAY, description="日期 YYYY-MM-DD（北京时间）")
 
 
 class HallCodeOut(BaseModel):
@@ -214,7 +218,8 @@ async def _out(a: Appointment, principal: Principal) -> AppointmentOut:
 
 def _rule_out(r: SlotRule) -> RuleOut:
     return RuleOut(window_kind=r.window_kind, slot_minutes=r.slot_minutes, capacity=r.capacity,
-                   green_hold=r.green_hold, book_ahead_days=r.book_ahead_days,
+                   green_percent=r.green_percent, green_hold=slots.green_hold_of(r),
+                   book_ahead_days=r.book_ahead_days,
                    is_active=r.is_active)
 
 
@@ -267,7 +272,7 @@ async def put_rule(_request: Request, hall_code: str, body: RuleIn,
                    principal: Principal) -> RuleOut:
     row = await slots.set_rule(actor=principal, hall_code=hall_code, rule=slots.RuleInput(
         window_kind=body.window_kind, slot_minutes=body.slot_minutes, capacity=body.capacity,
-        green_hold=body.green_hold, book_ahead_days=body.book_ahead_days,
+        green_percent=body.green_percent, book_ahead_days=body.book_ahead_days,
         is_active=body.is_active))
     return _rule_out(row)
 

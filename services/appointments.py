@@ -1,0 +1,567 @@
+"""Booking, cancelling, rescheduling and checking in; no-shows, reminders and waitlist offers.
+
+Correctness under concurrency rests on three things, all inside one transaction per booking:
+1. the person's row is locked first (``SELECT ... FOR UPDATE``), so one person's bookings run
+   one at a time and the active-bookings limit can't be raced;
+2. the place is taken by a conditional UPDATE on the slot (``services.slots.take_place``);
+3. a unique key (slot, person, holding) makes a second live booking of the same slot by the
+   same person impossible even if 1. were bypassed.
+Every transaction takes its locks in the same order (person, appointment, slots by id), and a
+deadlock the database still reports is retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+
+from tortoise.exceptions import IntegrityError, OperationalError
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from models.appointments import (
+    Appointment,
+    AppointmentStatus,
+    Pool,
+    Slot,
+    WaitlistEntry,
+    WaitlistStatus,
+)
+from models.catalogue import Hall, ServiceItem
+from models.users import Person, Role, User
+from services import audit, clock, jobs, notifications, people, ratelimit, slots
+from services.auth import Principal
+from services.errors import AppError, ErrorCode, forbidden, not_found
+from services.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ACTIVE = (AppointmentStatus.booked,)
+
+
+@dataclass(frozen=True)
+class OnBehalf:
+    name: str
+    id_number: str
+
+
+class _NotOffered(Exception):
+    """A waitlist entry was claimed by someone else, or can't be booked now: try the next."""
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _is_deadlock(exc: Exception) -> bool:
+    text = str(exc)
+    return "1213" in text or "Deadlock" in text or "1205" in text or "database is locked" in text
+
+
+async def _retrying(fn: Callable[[], Awaitable[T]], *, attempts: int = 4) -> T:
+    for attempt in range(attempts):
+        try:
+            return await fn()
+        except OperationalError as exc:
+            # InnoDB resolves a lock cycle by rolling one transaction back; the rolled-back
+            # one is safe to run again from the start.
+            if not _is_deadlock(exc) or attempt == attempts - 1:
+                raise
+            log.info("booking transaction retried after deadlock", extra={"attempt": attempt})
+    raise AssertionError("unreachable")
+
+
+def _stamp(dt: datetime) -> str:
+    return clock.local(dt).strftime("%Y%m%d%H%M")
+
+
+async def check_rate(*, actor: Principal) -> None:
+    """Per-user booking rate limit (bots); community workers book for many people."""
+    s = get_settings()
+    limit = (s.appointment_worker_book_rate_limit if actor.has(Role.community_worker)
+             else s.appointment_book_rate_limit)
+    await ratelimit.hit(f"appt:book:{actor.user_id}", limit=limit,
+                        window_seconds=s.appointment_book_rate_window_seconds,
+                        message="预约操作过于频繁，请稍后再试")
+
+
+async def suspended_until(person_id: int) -> datetime | None:
+    """Booking is suspended for a while after repeated no-shows within a window."""
+    s = get_settings()
+    now = clock.now()
+    ends = await Appointment.filter(
+        person_id=person_id, status=AppointmentStatus.no_show,
+        ends_at__gte=now - timedelta(days=s.appointment_no_show_window_days),
+    ).order_by("-ends_at").limit(s.appointment_no_show_limit).values_list("ends_at", flat=True)
+    if len(ends) < s.appointment_no_show_limit:
+        return None
+    latest: datetime = ends[0]  # type: ignore[assignment]
+    until = latest + timedelta(days=s.appointment_no_show_suspension_days)
+    return clock.local(until) if until > now else None
+
+
+async def _check_not_suspended(person_id: int) -> None:
+    until = await suspended_until(person_id)
+    if until is not None:
+        s = get_settings()
+        raise AppError(
+            ErrorCode.booking_suspended,
+            f"近{s.appointment_no_show_window_days}天内预约未到达"
+            f"{s.appointment_no_show_limit}次，{until:%Y年%m月%d日 %H:%M}前暂停预约",
+            extra={"suspended_until": until.isoformat()},
+        )
+
+
+async def _bookable_slot(slot_id: int) -> Slot:
+    slot = await Slot.get_or_none(id=slot_id).select_related("hall")
+    if slot is None:
+        raise not_found("预约时段")
+    if slot.starts_at <= clock.now():
+        raise AppError(ErrorCode.slot_not_bookable, "该时段已开始或已结束")
+    rule = await slots.rule_for(slot.hall_id, slot.window_kind)  # type: ignore[attr-defined]
+    if rule is None or clock.local(slot.starts_at).date() > slots.horizon(rule):
+        raise AppError(ErrorCode.slot_not_bookable, "该时段暂未开放预约")
+    return slot
+
+
+async def _item_for(slot: Slot, item_code: str) -> ServiceItem:
+    item = await ServiceItem.get_or_none(code=item_code, is_active=True)
+    if item is None:
+        raise not_found("事项")
+    if item.window_kind != slot.window_kind:
+        raise AppError(ErrorCode.item_not_offered, "该事项不在此窗口办理")
+    if item.hall_codes and slot.hall.code not in item.hall_codes:
+        raise AppError(ErrorCode.item_not_offered, "该大厅不办理此事项")
+    return item
+
+
+async def _account_of(person_id: int) -> int | None:
+    user = await User.filter(person_id=person_id).only("id").first()
+    return user.id if user else None
+
+
+async def _resolve_person(actor: Principal, on_behalf_of: OnBehalf | None) -> Person:
+    if on_behalf_of is not None:
+        if not actor.has(Role.community_worker):
+            raise forbidden("仅社区工作人员可以代预约")
+        return await people.upsert_person(name=on_behalf_of.name,
+                                          id_number=on_behalf_of.id_number)
+    person = await people.person_of(actor.user_id)
+    if person is None:
+        raise AppError(ErrorCode.identity_required)
+    return person
+
+
+# --- booking -------------------------------------------------------------------------------
+
+
+async def _book_locked(
+    *, person: Person, slot: Slot, item_code: str, booked_by: int, on_behalf: bool,
+    green: bool, resident_id: int | None, waitlist_entry_id: int | None = None,
+) -> Appointment:
+    """The booking itself; runs inside the caller's transaction."""
+    # The lock comes first: a plain read before it would pin an older snapshot.
+    await Person.select_for_update().get(id=person.id)
+    if await Appointment.filter(slot_id=slot.id, person_id=person.id, holding=True).exists():
+        raise AppError(ErrorCode.already_booked, "已预约该时段，无需重复预约")
+    s = get_settings()
+    active = await Appointment.filter(person_id=person.id, status__in=ACTIVE,
+                                      ends_at__gt=clock.now()).count()
+    if active >= s.appointment_max_active:
+        raise AppError(ErrorCode.booking_limit_reached,
+                       f"未完成的预约最多{s.appointment_max_active}个，请先办理或取消已有预约")
+    if waitlist_entry_id is not None:
+        claimed = await WaitlistEntry.filter(id=waitlist_entry_id,
+                                             status=WaitlistStatus.waiting).update(
+            status=WaitlistStatus.promoted, waiting=None)
+        if not claimed:
+            raise _NotOffered
+    pool = await slots.take_place(slot, green=green)
+    if pool is None:
+        raise AppError(ErrorCode.slot_full)
+    try:
+        appt = await Appointment.create(
+            resident_id=resident_id, person_id=person.id, booked_by_id=booked_by,
+            slot_id=slot.id, hall_id=slot.hall_id,  # type: ignore[attr-defined]
+            window_kind=slot.window_kind, item_code=item_code, pool=pool,
+            on_behalf=on_behalf, starts_at=slot.starts_at, ends_at=slot.ends_at,
+            check_in_token=secrets.token_urlsafe(12),
+        )
+    except IntegrityError as exc:
+        raise AppError(ErrorCode.already_booked) from exc
+    if waitlist_entry_id is not None:
+        await WaitlistEntry.filter(id=waitlist_entry_id).update(appointment_id=appt.id)
+    return appt
+
+
+async def book(
+    *, actor: Principal, slot_id: int, item_code: str, on_behalf_of: OnBehalf | None = None,
+    request_id: str = "",
+) -> Appointment:
+    person = await _resolve_person(actor, on_behalf_of)
+    slot = await _bookable_slot(slot_id)
+    await _item_for(slot, item_code)
+    await _check_not_suspended(person.id)
+    by_worker = on_behalf_of is not None
+    green = slots.is_green(person, on=clock.local(slot.starts_at).date(), by_worker=by_worker)
+    resident_id = actor.user_id if not by_worker else await _account_of(person.id)
+    # Fast refusal for a visibly full slot, so a crowd behind a sold-out slot doesn't queue
+    # for its row lock; the conditional update inside the transaction still decides.
+    await slot.refresh_from_db(fields=["general_booked", "green_booked"])
+    if slots.remaining_for(slot, green=green) <= 0:
+        raise AppError(ErrorCode.slot_full)
+
+    async def attempt() -> Appointment:
+        async with in_transaction():
+            return await _book_locked(person=person, slot=slot, item_code=item_code,
+                                      booked_by=actor.user_id, on_behalf=by_worker,
+                                      green=green, resident_id=resident_id)
+
+    appt = await _retrying(attempt)
+    if by_worker:
+        # The worker typed in someone's name and ID number: leave a trace the person can see
+        # in their access log.
+        await audit.record(actor=actor, person_id=person.id, action="appointment.book_on_behalf",
+                           fields_read=[], reason=f"代预约 #{appt.id}", request_id=request_id)
+    if resident_id is not None and resident_id != actor.user_id:
+        await _queue_notice(appt.id, "booked")
+    return appt
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+async def _may_see(actor: Principal, appt: Appointment, *, staff_ok: bool) -> bool:
+    uid = actor.user_id
+    if uid in (appt.booked_by_id, appt.resident_id):  # type: ignore[attr-defined]
+        return True
+    mine = await people.person_of(uid)
+    if mine is not None and mine.id == appt.person_id:  # type: ignore[attr-defined]
+        return True
+    return staff_ok and actor.is_staff
+
+
+async def get(*, actor: Principal, appointment_id: int) -> Appointment:
+    appt = await Appointment.get_or_none(id=appointment_id).select_related("hall", "person")
+    if appt is None or not await _may_see(actor, appt, staff_ok=True):
+        raise not_found("预约")
+    return appt
+
+
+async def _own(actor: Principal, appointment_id: int) -> Appointment:
+    """For changes: only the person (their account) or whoever booked it; staff reading is
+    not enough."""
+    appt = await Appointment.get_or_none(id=appointment_id).select_related("hall", "person")
+    if appt is None or not await _may_see(actor, appt, staff_ok=False):
+        raise not_found("预约")
+    return appt
+
+
+async def list_mine(*, actor: Principal, status: AppointmentStatus | None = None,
+                    cursor: int | None = None, limit: int = 20) -> list[Appointment]:
+    """Appointments for me (however they were booked) and those I booked for others."""
+    cond = Q(booked_by_id=actor.user_id) | Q(resident_id=actor.user_id)
+    mine = await people.person_of(actor.user_id)
+    if mine is not None:
+        cond |= Q(person_id=mine.id)
+    qs = Appointment.filter(cond).select_related("hall", "person").order_by("-id")
+    if status is not None:
+        qs = qs.filter(status=status)
+    if cursor:
+        qs = qs.filter(id__lt=cursor)
+    return await qs.limit(limit)
+
+
+async def hall_day(*, actor: Principal, hall_code: str, day: date) -> list[Appointment]:
+    """A hall's appointments on a day, for its staff (masked like everything else)."""
+    if not actor.is_staff:
+        raise forbidden()
+    hall = await slots.hall_by_code(hall_code)
+    lo = datetime.combine(day, datetime.min.time(), tzinfo=clock.SHANGHAI)
+    return await Appointment.filter(
+        hall_id=hall.id, starts_at__gte=lo, starts_at__lt=lo + timedelta(days=1),
+    ).select_related("hall", "person").order_by("starts_at", "id").limit(1000)
+
+
+async def item_names(codes: set[str]) -> dict[str, str]:
+    rows = await ServiceItem.filter(code__in=list(codes)).values_list("code", "name")
+    return {str(c): str(n) for c, n in rows}
+
+
+# --- cancel / reschedule -------------------------------------------------------------------
+
+
+def _check_cutoff(appt: Appointment, what: str) -> None:
+    minutes = get_settings().appointment_cancel_cutoff_minutes
+    if clock.now() > appt.starts_at - timedelta(minutes=minutes):
+        raise AppError(ErrorCode.cancel_too_late,
+                       f"开始前{minutes}分钟内不能{what}，如不能前往请联系大厅")
+
+
+async def cancel(*, actor: Principal, appointment_id: int) -> Appointment:
+    appt = await _own(actor, appointment_id)
+
+    async def attempt() -> Appointment:
+        async with in_transaction():
+            row = await Appointment.select_for_update().get(id=appt.id)
+            if row.status != AppointmentStatus.booked:
+                raise AppError(ErrorCode.appointment_not_active)
+            _check_cutoff(row, "取消")
+            row.status, row.holding, row.cancelled_at = (AppointmentStatus.cancelled, None,
+                                                         clock.now())
+            await row.save(update_fields=["status", "holding", "cancelled_at"])
+            await slots.release_place(row.slot_id, Pool(row.pool))  # type: ignore[attr-defined]
+            return row
+
+    row = await _retrying(attempt)
+    await offer_waitlist(slot_id=row.slot_id)  # type: ignore[attr-defined]
+    return await get(actor=actor, appointment_id=row.id)
+
+
+async def reschedule(*, actor: Principal, appointment_id: int, slot_id: int) -> Appointment:
+    """Move to another slot: the new place is taken before the old one is given back, in one
+    transaction, so a failure leaves the original booking exactly as it was."""
+    appt = await _own(actor, appointment_id)
+    new = await _bookable_slot(slot_id)
+    await _item_for(new, appt.item_code)
+    green = slots.is_green(appt.person, on=clock.local(new.starts_at).date(),
+                           by_worker=appt.on_behalf)
+
+    async def attempt() -> tuple[Appointment, int]:
+        async with in_transaction():
+            await Person.select_for_update().get(id=appt.person_id)  # type: ignore[attr-defined]
+            row = await Appointment.select_for_update().get(id=appt.id)
+            if row.status != AppointmentStatus.booked:
+                raise AppError(ErrorCode.appointment_not_active)
+            _check_cutoff(row, "改约")
+            old_slot_id: int = row.slot_id  # type: ignore[attr-defined]
+            if old_slot_id == new.id or await Appointment.filter(
+                    slot_id=new.id, person_id=row.person_id,  # type: ignore[attr-defined]
+                    holding=True).exists():
+                raise AppError(ErrorCode.already_booked, "已预约该时段")
+            # Both slot rows locked in id order: two residents swapping slots can't deadlock.
+            await Slot.filter(id__in=sorted({old_slot_id, new.id})).order_by(
+                "id").select_for_update()
+            pool = await slots.take_place(new, green=green)
+            if pool is None:
+                raise AppError(ErrorCode.slot_full)
+            await slots.release_place(old_slot_id, Pool(row.pool))
+            row.slot_id = new.id
+            row.hall_id = new.hall_id  # type: ignore[attr-defined]
+            row.starts_at, row.ends_at, row.pool = new.starts_at, new.ends_at, pool
+            row.reminded_day = row.reminded_hour = False
+            await row.save(update_fields=["slot_id", "hall_id", "starts_at", "ends_at", "pool",
+                                          "reminded_day", "reminded_hour"])
+            return row, old_slot_id
+
+    row, old_slot_id = await _retrying(attempt)
+    await offer_waitlist(slot_id=old_slot_id)
+    if row.resident_id is not None and row.resident_id != actor.user_id:  # type: ignore[attr-defined]
+        await _queue_notice(row.id, f"moved:{_stamp(row.starts_at)}")
+    return await get(actor=actor, appointment_id=row.id)
+
+
+# --- waitlist offers -----------------------------------------------------------------------
+
+
+async def offer_waitlist(*, slot_id: int, max_tries: int = 20) -> list[Appointment]:
+    """Give free places of a slot to its waitlist, first come first served, with the same
+    booking path as everyone else, so capacity holds. Returns the appointments made."""
+    slot = await Slot.get_or_none(id=slot_id).select_related("hall")
+    if slot is None or slot.starts_at <= clock.now():
+        return []
+    made: list[Appointment] = []
+    entries = await WaitlistEntry.filter(slot_id=slot_id, status=WaitlistStatus.waiting
+                                         ).select_related("person").order_by("id").limit(max_tries)
+    for entry in entries:
+        await slot.refresh_from_db(fields=["general_booked", "green_booked"])
+        if slots.remaining_for(slot, green=True) <= 0:
+            break
+        if await suspended_until(entry.person_id) is not None:  # type: ignore[attr-defined]
+            continue
+        resident_id = await _account_of(entry.person_id)  # type: ignore[attr-defined]
+
+        async def attempt(entry: WaitlistEntry = entry,
+                          resident_id: int | None = resident_id) -> Appointment:
+            async with in_transaction():
+                return await _book_locked(
+                    person=entry.person, slot=slot, item_code=entry.item_code,
+                    booked_by=entry.joined_by_id,  # type: ignore[attr-defined]
+                    on_behalf=entry.on_behalf, green=entry.green, resident_id=resident_id,
+                    waitlist_entry_id=entry.id)
+
+        try:
+            appt = await _retrying(attempt)
+        except _NotOffered:
+            continue
+        except AppError as exc:
+            # Full for this person's pool, or they reached their limit: the next in line may
+            # still fit; this one keeps waiting.
+            log.info("waitlist entry not promoted", extra={"entry": entry.id,
+                                                            "reason": exc.code.name})
+            continue
+        made.append(appt)
+        await _queue_notice(appt.id, "promoted")
+    return made
+
+
+# --- check-in ------------------------------------------------------------------------------
+
+
+def _check_window(appt: Appointment) -> None:
+    now = clock.now()
+    early = timedelta(minutes=get_settings().appointment_check_in_early_minutes)
+    if not appt.starts_at - early <= now <= appt.ends_at:
+        raise AppError(ErrorCode.check_in_closed,
+                       f"请在预约时段开始前{early.seconds // 60}分钟至时段结束之间签到")
+
+
+async def _mark_checked_in(appt: Appointment) -> Appointment:
+    if appt.status == AppointmentStatus.checked_in:
+        return appt  # a second scan of the same code is harmless
+    if appt.status != AppointmentStatus.booked:
+        raise AppError(ErrorCode.appointment_not_active)
+    _check_window(appt)
+    done = await Appointment.filter(id=appt.id, status=AppointmentStatus.booked).update(
+        status=AppointmentStatus.checked_in, checked_in_at=clock.now())
+    if not done:
+        raise AppError(ErrorCode.appointment_not_active)
+    await appt.refresh_from_db()
+    return appt
+
+
+async def check_in_by_code(*, actor: Principal, code: str) -> Appointment:
+    """Hall staff scan the QR code the resident shows."""
+    if not actor.is_staff:
+        raise forbidden()
+    code = code.strip()
+    appt = await Appointment.get_or_none(check_in_token=code).select_related(
+        "hall", "person") if len(code) <= 32 else None
+    if appt is None:
+        raise not_found("预约")
+    return await _mark_checked_in(appt)
+
+
+def hall_check_in_token(hall_code: str, day: date) -> str:
+    """The code on the hall's check-in poster/screen; changes daily so a photo of it can't be
+    used from home the next day."""
+    key = get_settings().jwt_secret.encode()
+    msg = f"appt-hall-check-in:{hall_code}:{day.isoformat()}".encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()[:16]
+
+
+async def hall_code_for_today(*, actor: Principal, hall_code: str) -> tuple[Hall, str, date]:
+    if not actor.is_staff:
+        raise forbidden()
+    hall = await slots.hall_by_code(hall_code)
+    today = clock.today()
+    return hall, hall_check_in_token(hall.code, today), today
+
+
+async def check_in_at_hall(*, actor: Principal, appointment_id: int, hall_code: str,
+                           token: str) -> Appointment:
+    """The resident scans the hall's code with the mini program."""
+    appt = await _own(actor, appointment_id)
+    expected = hall_check_in_token(appt.hall.code, clock.today())
+    if appt.hall.code != hall_code or not hmac.compare_digest(expected, token):
+        raise AppError(ErrorCode.check_in_code_invalid, "签到码无效、已过期或不属于预约的大厅")
+    return await _mark_checked_in(appt)
+
+
+# --- notices and the sweep -----------------------------------------------------------------
+
+
+async def _queue_notice(appointment_id: int, kind: str) -> None:
+    # Queued, not sent inline: the WeChat round trip stays off the booking path.
+    await jobs.enqueue("appointments.notify", {"appointment_id": appointment_id, "kind": kind},
+                       key=f"appt:{appointment_id}:{kind}")
+
+
+_TEMPLATES = {"booked": "appointment_booked", "moved": "appointment_booked",
+              "promoted": "waitlist_promoted", "remind": "appointment_reminder"}
+
+
+async def _send(appt: Appointment, kind: str) -> None:
+    recipient = appt.resident_id or appt.booked_by_id  # type: ignore[attr-defined]
+    hall: Hall = await Hall.get(id=appt.hall_id)  # type: ignore[attr-defined]
+    names = await item_names({appt.item_code})
+    data: dict[str, Any] = {
+        "thing1": {"value": hall.name[:20]},
+        "time2": {"value": clock.local(appt.starts_at).strftime("%Y-%m-%d %H:%M")},
+        "thing3": {"value": names.get(appt.item_code, appt.item_code)[:20]},
+    }
+    await notifications.notify(user_id=recipient, template=_TEMPLATES[kind.split(":")[0]],
+                               data=data, dedup_key=f"appt:{appt.id}:{kind}",
+                               page=f"pages/appointments/detail?id={appt.id}")
+
+
+@jobs.handler("appointments.notify")
+async def _notify_job(payload: dict[str, Any]) -> None:
+    appt = await Appointment.get_or_none(id=payload["appointment_id"])
+    if appt is not None and appt.status == AppointmentStatus.booked:
+        await _send(appt, str(payload["kind"]))
+
+
+async def mark_no_shows() -> int:
+    now = clock.now()
+    return await Appointment.filter(status=AppointmentStatus.booked, ends_at__lt=now).update(
+        status=AppointmentStatus.no_show, no_show_at=now)
+
+
+async def send_reminders(*, batch: int = 500) -> int:
+    """Day-before and hour-before reminders. The flags keep the scan small; the dedup key
+    (with the start time, so a rescheduled appointment is reminded again) keeps a message
+    from going twice even if two sweeps overlap or a worker dies between send and flag."""
+    now = clock.now()
+    sent = 0
+    hour = now + timedelta(hours=1)
+    due_hour = await Appointment.filter(status=AppointmentStatus.booked, reminded_hour=False,
+                                        starts_at__gt=now, starts_at__lte=hour).limit(batch)
+    for appt in due_hour:
+        await _send(appt, f"remind:hour:{_stamp(appt.starts_at)}")
+        await Appointment.filter(id=appt.id).update(reminded_hour=True, reminded_day=True)
+        sent += 1
+    due_day = await Appointment.filter(status=AppointmentStatus.booked, reminded_day=False,
+                                       starts_at__gt=hour,
+                                       starts_at__lte=now + timedelta(days=1)).limit(batch)
+    for appt in due_day:
+        await _send(appt, f"remind:day:{_stamp(appt.starts_at)}")
+        await Appointment.filter(id=appt.id).update(reminded_day=True)
+        sent += 1
+    return sent
+
+
+async def expire_waitlist() -> int:
+    ids = await WaitlistEntry.filter(status=WaitlistStatus.waiting,
+                                     slot__starts_at__lte=clock.now()).values_list("id", flat=True)
+    if not ids:
+        return 0
+    return await WaitlistEntry.filter(id__in=list(ids), status=WaitlistStatus.waiting).update(
+        status=WaitlistStatus.expired, waiting=None)
+
+
+async def retry_offers(*, limit: int = 100) -> int:
+    """A worker that died between a cancellation and its offer leaves a free place and a
+    waitlist; this finds them again."""
+    slot_ids = await WaitlistEntry.filter(
+        status=WaitlistStatus.waiting, slot__starts_at__gt=clock.now()
+    ).distinct().limit(limit).values_list("slot_id", flat=True)
+    made = 0
+    for sid in set(slot_ids):
+        made += len(await offer_waitlist(slot_id=int(sid)))  # type: ignore[call-overload]
+    return made
+
+
+@jobs.periodic("appointments.sweep", every_seconds=60)
+async def sweep() -> None:
+    await mark_no_shows()
+    await expire_waitlist()
+    await retry_offers()
+    await send_reminders()
