@@ -80,7 +80,7 @@ async def test_many_concurrent_assigns_never_double_assign(
         assert len(rows) == 1, f"case {c.id} got {len(rows)} assignments"
         assert rows[0].active_case_id == c.id
         # Every caller was told the same helper.
-        told = {r.id for r in results if r is not None and r.case_id == c.id}  # type: ignore[attr-defined]
+        told = {r.id for r in results if r is not None and r.case_id == c.id}
         assert told == {rows[0].id}
 
 
@@ -112,7 +112,7 @@ async def test_decline_racing_the_timeout_sweep_moves_the_offer_once(world: Worl
     )
 
     async def decline(a: HelperAssignment) -> int:
-        p = Principal(user_id=a.helper_id, roles=frozenset({"helper"}))  # type: ignore[attr-defined]
+        p = Principal(user_id=a.helper_id, roles=frozenset({"helper"}))
         try:
             await helpers.decline(actor=p, assignment_id=a.id, reason="忙")
             return 1
@@ -129,7 +129,7 @@ async def test_decline_racing_the_timeout_sweep_moves_the_offer_once(world: Worl
         first = await HelperAssignment.get(id=a.id)
         assert first.status in ("declined", "expired") and first.active_case_id is None
         live = await HelperAssignment.filter(active_case_id=c.id)
-        assert len(live) == 1 and live[0].helper_id != a.helper_id  # type: ignore[attr-defined]
+        assert len(live) == 1 and live[0].helper_id != a.helper_id
 
 
 async def test_concurrent_staff_moves_apply_once(world: World) -> None:

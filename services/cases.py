@@ -1,0 +1,697 @@
+"""办件: opening a case, moving it through its states, 一次性告知, 限时办结 and overdue alerts.
+
+The state machine is the ``TRANSITIONS`` table: ``(state, action) -> Rule(next state, who may)``.
+Anything not in the table is refused with ``illegal_transition`` (409). Every move is one
+transaction that locks the case row, writes the new state and a timeline event together, and
+only after commit sends the applicant a subscribe message (deduplicated per event).
+
+Due time (限时办结): ``promised_days`` working days counted from acceptance by
+``workcalendar.due_with_pauses``; each supplement request is a pause from the request until
+the resubmission, so 补正期间不计时. While a pause is open the case has no due time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
+
+from models.cases import (
+    ACTIVE_ASSIGNMENT,
+    Case,
+    CaseAlert,
+    CaseAlertLevel,
+    CaseEvent,
+    CaseStatus,
+    HelperAssignment,
+    HelperAssignmentStatus,
+    ProxyAuthorization,
+    ProxyScope,
+    SupplementRequest,
+)
+from models.catalogue import Bundle, Hall, ServiceItem
+from models.enterprises import EnterpriseAgent
+from models.users import User
+from services import clock, jobs, notifications, workcalendar
+from services.auth import Principal
+from services.errors import AppError, ErrorCode, forbidden, not_found
+from services.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+S = CaseStatus
+
+
+class Action(StrEnum):
+    accept = "accept"
+    start_review = "start_review"
+    request_supplement = "request_supplement"
+    resubmit = "resubmit"
+    approve = "approve"
+    reject = "reject"
+    deliver = "deliver"
+    close = "close"
+    withdraw = "withdraw"
+    reopen = "reopen"
+
+
+class ActorKind(StrEnum):
+    applicant = "applicant"
+    helper = "helper"  # an authorised proxy: assigned helper or the community worker who filed
+    staff = "staff"
+
+
+@dataclass(frozen=True)
+class Rule:
+    to: CaseStatus
+    actors: frozenset[ActorKind]
+
+
+_STAFF = frozenset({ActorKind.staff})
+_APPLICANT_SIDE = frozenset({ActorKind.applicant, ActorKind.helper})
+_WITHDRAWABLE = (S.submitted, S.accepted, S.under_review, S.supplement_requested, S.resubmitted)
+
+TRANSITIONS: dict[tuple[CaseStatus, Action], Rule] = {
+    (S.submitted, Action.accept): Rule(S.accepted, _STAFF),
+    (S.accepted, Action.start_review): Rule(S.under_review, _STAFF),
+    (S.resubmitted, Action.start_review): Rule(S.under_review, _STAFF),
+    (S.accepted, Action.request_supplement): Rule(S.supplement_requested, _STAFF),
+    (S.under_review, Action.request_supplement): Rule(S.supplement_requested, _STAFF),
+    (S.resubmitted, Action.request_supplement): Rule(S.supplement_requested, _STAFF),
+    (S.supplement_requested, Action.resubmit): Rule(S.resubmitted, _APPLICANT_SIDE),
+    (S.under_review, Action.approve): Rule(S.approved, _STAFF),
+    (S.under_review, Action.reject): Rule(S.rejected, _STAFF),
+    (S.approved, Action.deliver): Rule(S.result_delivered, _STAFF),
+    (S.rejected, Action.deliver): Rule(S.result_delivered, _STAFF),
+    (S.result_delivered, Action.close): Rule(S.closed, _STAFF),
+    **{(s, Action.withdraw): Rule(S.withdrawn, _APPLICANT_SIDE) for s in _WITHDRAWABLE},
+    (S.closed, Action.reopen): Rule(
+        S.under_review, frozenset({ActorKind.applicant, ActorKind.staff})
+    ),
+}
+
+# What a proxy needs in the resident's authorisation to take each applicant-side action.
+PROXY_SCOPE: dict[Action, ProxyScope] = {
+    Action.resubmit: ProxyScope.supplement,
+    Action.withdraw: ProxyScope.withdraw,
+}
+
+TERMINAL = (S.closed, S.withdrawn)
+# States in which the promised time is running (alerts are raised only for these).
+CLOCK_RUNNING = (S.accepted, S.under_review, S.resubmitted)
+
+STATUS_LABELS: dict[CaseStatus, str] = {
+    S.submitted: "已提交",
+    S.accepted: "已受理",
+    S.under_review: "审查中",
+    S.supplement_requested: "待补正",
+    S.resubmitted: "已补正",
+    S.approved: "已批准",
+    S.rejected: "不予批准",
+    S.result_delivered: "结果已送达",
+    S.closed: "已办结",
+    S.withdrawn: "已撤回",
+}
+
+ACTION_LABELS: dict[Action, str] = {
+    Action.accept: "受理",
+    Action.start_review: "开始审查",
+    Action.request_supplement: "一次性告知补正",
+    Action.resubmit: "补正材料",
+    Action.approve: "批准",
+    Action.reject: "不予批准",
+    Action.deliver: "送达结果",
+    Action.close: "办结",
+    Action.withdraw: "撤回",
+    Action.reopen: "重新办理",
+}
+
+_ACTOR_ORDER = (ActorKind.applicant, ActorKind.helper, ActorKind.staff)
+
+
+def rule_for(status: CaseStatus, action: Action) -> Rule:
+    """The table lookup, or ``illegal_transition``."""
+    rule = TRANSITIONS.get((status, action))
+    if rule is None:
+        raise AppError(
+            ErrorCode.illegal_transition,
+            f"办件当前为“{STATUS_LABELS[status]}”，不能{ACTION_LABELS[action]}",
+        )
+    return rule
+
+
+# ---------------------------------------------------------------------------------------------
+# Who is the caller to this case
+
+
+@dataclass(frozen=True)
+class Access:
+    can_view: bool
+    kinds: frozenset[ActorKind]
+    proxy_scopes: frozenset[ProxyScope] = field(default_factory=frozenset)
+
+
+async def proxy_scopes(*, grantor_id: int, helper_id: int, case_id: int | None) -> set[ProxyScope]:
+    """Scopes the resident has granted this helper, valid now, for this case (or any case)."""
+    q = ProxyAuthorization.filter(
+        grantor_id=grantor_id, helper_id=helper_id, revoked_at=None, expires_at__gt=clock.now()
+    )
+    q = q.filter(Q(case_id=None) | Q(case_id=case_id)) if case_id else q.filter(case_id=None)
+    scopes: set[ProxyScope] = set()
+    for row in await q:
+        for s in row.scope.get("scopes", []):
+            if s in ProxyScope.__members__:
+                scopes.add(ProxyScope(s))
+    return scopes
+
+
+async def access(actor: Principal, case: Case) -> Access:
+    kinds: set[ActorKind] = set()
+    view = False
+    if actor.is_staff:
+        kinds.add(ActorKind.staff)
+        view = True
+    if case.applicant_id == actor.user_id:  # type: ignore[attr-defined]
+        kinds.add(ActorKind.applicant)
+        view = True
+    scopes: set[ProxyScope] = set()
+    if actor.user_id != case.applicant_id:  # type: ignore[attr-defined]
+        statuses = {
+            a.status
+            for a in await HelperAssignment.filter(case_id=case.id, helper_id=actor.user_id)
+        }
+        assigned = HelperAssignmentStatus.accepted in statuses
+        filed = case.submitted_by_id == actor.user_id  # type: ignore[attr-defined]
+        if filed or any(
+            s in (HelperAssignmentStatus.offered, HelperAssignmentStatus.accepted,
+                  HelperAssignmentStatus.done)
+            for s in statuses
+        ):
+            view = True
+        if assigned or filed:
+            scopes = await proxy_scopes(
+                grantor_id=case.applicant_id,  # type: ignore[attr-defined]
+                helper_id=actor.user_id,
+                case_id=case.id,
+            )
+            if scopes:
+                kinds.add(ActorKind.helper)
+    return Access(can_view=view, kinds=frozenset(kinds), proxy_scopes=frozenset(scopes))
+
+
+def allowed_kind(acc: Access, action: Action, rule: Rule) -> ActorKind:
+    for kind in _ACTOR_ORDER:
+        if kind not in acc.kinds or kind not in rule.actors:
+            continue
+        if kind is ActorKind.helper:
+            needed = PROXY_SCOPE.get(action)
+            if needed is None or needed not in acc.proxy_scopes:
+                continue
+        return kind
+    if ActorKind.helper in rule.actors and not acc.kinds & {ActorKind.applicant, ActorKind.staff}:
+        # A helper or community worker acting without the resident's say-so.
+        raise AppError(ErrorCode.proxy_authorization_required)
+    raise forbidden()
+
+
+def available_actions(status: CaseStatus, acc: Access) -> list[Action]:
+    out = []
+    for (s, action), rule in TRANSITIONS.items():
+        if s != status:
+            continue
+        try:
+            allowed_kind(acc, action, rule)
+        except AppError:
+            continue
+        out.append(action)
+    return out
+
+
+async def visible_case(actor: Principal, case_id: int) -> tuple[Case, Access]:
+    case = await Case.get_or_none(id=case_id)
+    if case is None:
+        raise not_found("办件")
+    acc = await access(actor, case)
+    if not acc.can_view:
+        raise not_found("办件")
+    return case, acc
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening
+
+
+@dataclass(frozen=True)
+class _Subject:
+    title: str
+    department: str
+    theme: str
+    subject: str
+    promised_days: int
+    halls: set[str]
+    materials: list[str]
+
+
+async def _items_of_bundle(bundle: Bundle) -> list[ServiceItem]:
+    codes = [str(c) for c in bundle.item_codes]
+    items = {i.code: i for i in await ServiceItem.filter(code__in=codes)}
+    return [items[c] for c in codes if c in items]
+
+
+def _material_names(items: Sequence[ServiceItem]) -> list[str]:
+    # A bundle's merged list: one 居民身份证 even when every item asks for it.
+    seen: dict[str, None] = {}
+    for it in items:
+        for m in it.materials:
+            name = m.get("name") if isinstance(m, dict) else None
+            if isinstance(name, str) and name:
+                seen.setdefault(name, None)
+    return list(seen)
+
+
+async def _subject(item_code: str | None, bundle_code: str | None) -> _Subject:
+    if (item_code is None) == (bundle_code is None):
+        raise AppError(ErrorCode.validation_failed, "请选择一个事项或一件事",
+                       fields={"item_code": "事项与一件事二选一"})
+    if item_code is not None:
+        item = await ServiceItem.get_or_none(code=item_code, is_active=True)
+        if item is None:
+            raise AppError(ErrorCode.validation_failed, fields={"item_code": "事项不存在"})
+        return _Subject(item.name, item.department, item.theme, item.subject,
+                        item.promised_limit_days, set(item.hall_codes), _material_names([item]))
+    bundle = await Bundle.get_or_none(code=bundle_code, is_active=True)
+    items = await _items_of_bundle(bundle) if bundle else []
+    if bundle is None or not items:
+        raise AppError(ErrorCode.validation_failed, fields={"bundle_code": "一件事不存在"})
+    return _Subject(
+        bundle.name,
+        items[0].department,
+        items[0].theme,
+        bundle.subject,
+        # One case, one promise: the slowest item sets it.
+        max(it.promised_limit_days for it in items),
+        # 一窗受理: the bundle is received wherever its lead item is, and passed on from there.
+        set(items[0].hall_codes),
+        _material_names(items),
+    )
+
+
+async def materials_of(case: Case) -> list[str]:
+    if case.item_code:
+        item = await ServiceItem.get_or_none(code=case.item_code)
+        return _material_names([item]) if item else []
+    bundle = await Bundle.get_or_none(code=case.bundle_code)
+    return _material_names(await _items_of_bundle(bundle)) if bundle else []
+
+
+async def open_case(
+    *,
+    actor: Principal,
+    hall_code: str,
+    item_code: str | None = None,
+    bundle_code: str | None = None,
+    applicant_user_id: int | None = None,
+    enterprise_id: int | None = None,
+    note: str = "",
+) -> Case:
+    subj = await _subject(item_code, bundle_code)
+    if hall_code not in subj.halls or not await Hall.exists(code=hall_code, is_active=True):
+        raise AppError(ErrorCode.validation_failed, "所选大厅不办理该事项",
+                       fields={"hall_code": "该大厅不办理此事项"})
+    kind = ActorKind.applicant
+    applicant_id = actor.user_id
+    if applicant_user_id is not None and applicant_user_id != actor.user_id:
+        # Filing in someone else's name needs their recorded authorisation; checked before
+        # looking the user up so an id without one reveals nothing.
+        scopes = await proxy_scopes(grantor_id=applicant_user_id, helper_id=actor.user_id,
+                                    case_id=None)
+        if ProxyScope.apply not in scopes:
+            raise AppError(ErrorCode.proxy_authorization_required)
+        kind = ActorKind.helper
+        applicant_id = applicant_user_id
+    applicant = await User.get_or_none(id=applicant_id, is_active=True)
+    if applicant is None:
+        raise not_found("申请人")
+    person_id = applicant.person_id  # type: ignore[attr-defined]
+    if subj.subject == "enterprise":
+        if enterprise_id is None:
+            raise AppError(ErrorCode.validation_failed, "企业事项须选择办理的企业",
+                           fields={"enterprise_id": "必填"})
+        if not await EnterpriseAgent.exists(enterprise_id=enterprise_id, user_id=applicant_id):
+            raise not_found("企业")
+    else:
+        if person_id is None:
+            raise AppError(ErrorCode.identity_required)
+        enterprise_id = None
+    async with in_transaction() as conn:
+        case = await Case.create(
+            applicant_id=applicant_id,
+            person_id=person_id,
+            enterprise_id=enterprise_id,
+            submitted_by_id=actor.user_id,
+            item_code=item_code,
+            bundle_code=bundle_code,
+            title=subj.title,
+            department=subj.department,
+            theme=subj.theme,
+            hall_code=hall_code,
+            status=S.submitted,
+            promised_days=subj.promised_days,
+            using_db=conn,
+        )
+        event = await CaseEvent.create(case=case, actor_id=actor.user_id, actor_kind=kind,
+                                       action="submit", from_status=None, to_status=S.submitted,
+                                       note=note[:500], using_db=conn)
+    await _notify(case, event)
+    return case
+
+
+# ---------------------------------------------------------------------------------------------
+# Moving
+
+
+async def _due(case: Case, conn: object | None = None) -> datetime | None:
+    if case.accepted_at is None:
+        return None
+    q = SupplementRequest.filter(case_id=case.id, requested_at__gte=case.accepted_at)
+    rows = await (q.using_db(conn) if conn else q).order_by("requested_at")  # type: ignore[arg-type]
+    pauses = [(r.requested_at, r.resolved_at) for r in rows]
+    return workcalendar.due_with_pauses(case.accepted_at, case.promised_days, pauses)
+
+
+async def _notify(case: Case, event: CaseEvent) -> None:
+    await notifications.notify(
+        user_id=case.applicant_id,  # type: ignore[attr-defined]
+        template="case_status",
+        data={
+            "case_id": case.id,
+            "title": case.title,
+            "status": STATUS_LABELS[S(event.to_status)],
+            "note": event.note[:20],
+        },
+        dedup_key=f"case:{case.id}:event:{event.id}",
+        page=f"pages/cases/detail?id={case.id}",
+    )
+
+
+async def _move(
+    *,
+    actor: Principal,
+    case_id: int,
+    action: Action,
+    note: str,
+    expected_version: int | None = None,
+    supplement: tuple[list[dict[str, str]], str | None] | None = None,
+    reopen_reason: str | None = None,
+) -> Case:
+    now = clock.now()
+    async with in_transaction() as conn:
+        case = await Case.filter(id=case_id).select_for_update().using_db(conn).first()
+        if case is None:
+            raise not_found("办件")
+        acc = await access(actor, case)
+        if not acc.can_view:
+            raise not_found("办件")
+        rule = rule_for(case.status, action)
+        kind = allowed_kind(acc, action, rule)
+        if expected_version is not None and expected_version != case.version:
+            raise AppError(ErrorCode.case_changed)
+        before = case.status
+        if action is Action.accept:
+            case.accepted_at = now
+        elif action is Action.request_supplement:
+            assert supplement is not None
+            items, new_reason = supplement
+            seq = await SupplementRequest.filter(case_id=case.id).using_db(conn).count() + 1
+            if seq > 1 and not (new_reason or "").strip():
+                # 一次性告知: the first notice must have listed everything; a second one has to
+                # say why this is a new requirement, and supervisors see it.
+                raise AppError(
+                    ErrorCode.validation_failed,
+                    "已一次性告知过补正材料，再次要求补正须说明新增要求的理由",
+                    fields={"new_requirement_reason": "再次补正须说明理由"},
+                )
+            await SupplementRequest.create(
+                case_id=case.id, requested_by_id=actor.user_id, sequence=seq,
+                items={"items": items},
+                new_requirement_reason=(new_reason or "").strip()[:500] if seq > 1 else None,
+                requested_at=now, using_db=conn,
+            )
+        elif action is Action.resubmit:
+            await SupplementRequest.filter(case_id=case.id, resolved_at=None).using_db(
+                conn
+            ).update(resolved_at=now)
+        elif action in (Action.close, Action.withdraw):
+            case.closed_at = now
+            await HelperAssignment.filter(case_id=case.id, status__in=ACTIVE_ASSIGNMENT).using_db(
+                conn
+            ).update(status=HelperAssignmentStatus.done, active_case_id=None, responded_at=now)
+        elif action is Action.reopen:
+            assert reopen_reason is not None
+            closed_at = case.closed_at or now
+            window = timedelta(days=get_settings().case_reopen_days)
+            if now > closed_at + window:
+                raise AppError(ErrorCode.reopen_window_closed)
+            case.closed_at = None
+            case.reopen_count += 1
+            # A reopened case is accepted afresh: a new promised period from today.
+            case.accepted_at = now
+            note = reopen_reason
+            # The old alerts and help request belonged to the first round; ask again if needed.
+            case.help_requested_at = None
+            await CaseAlert.filter(case_id=case.id).using_db(conn).delete()
+        case.status = rule.to
+        case.due_at = await _due(case, conn)
+        update = {
+            "status": case.status, "accepted_at": case.accepted_at, "due_at": case.due_at,
+            "closed_at": case.closed_at, "reopen_count": case.reopen_count,
+            "help_requested_at": case.help_requested_at,
+            "version": case.version + 1, "updated_at": now,
+        }
+        # Conditional on the version we read: the row lock makes this always match on
+        # MySQL; it is the guard where the backend has no row locks.
+        moved = await Case.filter(id=case.id, version=case.version).using_db(conn).update(
+            **update
+        )
+        if not moved:
+            raise AppError(ErrorCode.case_changed)
+        case.version += 1
+        event = await CaseEvent.create(
+            case_id=case.id, actor_id=actor.user_id, actor_kind=kind, action=action,
+            from_status=before, to_status=case.status, note=note.strip()[:500], using_db=conn,
+        )
+    await _notify(case, event)
+    return case
+
+
+async def transition(
+    *,
+    actor: Principal,
+    case_id: int,
+    action: Action,
+    note: str = "",
+    expected_version: int | None = None,
+) -> Case:
+    if action is Action.request_supplement:
+        raise AppError(ErrorCode.validation_failed, "补正请使用一次性告知接口，列明全部材料",
+                       fields={"action": "请使用 supplement-requests 接口"})
+    if action is Action.reopen:
+        raise AppError(ErrorCode.validation_failed, "重新办理须说明理由",
+                       fields={"action": "请使用 reopen 接口"})
+    return await _move(actor=actor, case_id=case_id, action=action, note=note,
+                       expected_version=expected_version)
+
+
+async def request_supplement(
+    *,
+    actor: Principal,
+    case_id: int,
+    items: Sequence[tuple[str, str]],
+    new_requirement_reason: str | None = None,
+    note: str = "",
+) -> Case:
+    """一次性告知: every missing or wrong material, each with its reason, in one notice."""
+    case, _ = await visible_case(actor, case_id)
+    known = set(await materials_of(case))
+    errors: dict[str, str] = {}
+    seen: set[str] = set()
+    clean: list[dict[str, str]] = []
+    for i, (material, reason) in enumerate(items):
+        material, reason = material.strip(), reason.strip()
+        if material not in known:
+            errors[f"items.{i}.material"] = "不在该事项的材料清单中"
+        elif material in seen:
+            errors[f"items.{i}.material"] = "重复列出"
+        if len(reason) < 2:
+            errors[f"items.{i}.reason"] = "请说明缺少或不符合的原因"
+        seen.add(material)
+        clean.append({"material": material, "reason": reason})
+    if not clean:
+        errors["items"] = "至少列出一项材料"
+    if errors:
+        raise AppError(ErrorCode.validation_failed, "补正告知须列明材料及原因", fields=errors)
+    return await _move(actor=actor, case_id=case_id, action=Action.request_supplement,
+                       note=note, supplement=(clean, new_requirement_reason))
+
+
+async def reopen(*, actor: Principal, case_id: int, reason: str) -> Case:
+    reason = reason.strip()
+    if len(reason) < 4:
+        raise AppError(ErrorCode.validation_failed, "重新办理须说明理由",
+                       fields={"reason": "请填写理由（至少4个字）"})
+    return await _move(actor=actor, case_id=case_id, action=Action.reopen, note=reason,
+                       reopen_reason=reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass
+class CaseView:
+    case: Case
+    access: Access
+    events: list[CaseEvent]
+    supplements: list[SupplementRequest]
+    missing: list[dict[str, str]]
+    actions: list[Action]
+    helper: HelperAssignment | None
+    reopen_until: datetime | None
+
+
+async def get_case(*, actor: Principal, case_id: int) -> CaseView:
+    case, acc = await visible_case(actor, case_id)
+    await case.fetch_related("person", "enterprise")
+    events = await CaseEvent.filter(case_id=case.id).order_by("id")
+    sups = await SupplementRequest.filter(case_id=case.id).order_by("sequence")
+    open_sup = next((s for s in sups if s.resolved_at is None), None)
+    missing = list(open_sup.items.get("items", [])) if open_sup else []
+    helper = (
+        await HelperAssignment.filter(case_id=case.id, status__in=ACTIVE_ASSIGNMENT)
+        .select_related("helper")
+        .first()
+    )
+    reopen_until = None
+    if case.status is S.closed and case.closed_at is not None:
+        reopen_until = case.closed_at + timedelta(days=get_settings().case_reopen_days)
+    return CaseView(case=case, access=acc, events=events, supplements=sups, missing=missing,
+                    actions=available_actions(case.status, acc), helper=helper,
+                    reopen_until=reopen_until)
+
+
+async def my_cases(
+    *, actor: Principal, status: CaseStatus | None, cursor: int | None, limit: int
+) -> tuple[list[Case], int | None]:
+    """Cases I applied for, and those I filed for someone else."""
+    q = Case.filter(Q(applicant_id=actor.user_id) | Q(submitted_by_id=actor.user_id))
+    return await _page(q, status=status, cursor=cursor, limit=limit)
+
+
+async def staff_cases(
+    *,
+    actor: Principal,
+    status: CaseStatus | None,
+    hall_code: str | None,
+    overdue: bool | None,
+    cursor: int | None,
+    limit: int,
+) -> tuple[list[Case], int | None]:
+    if not actor.is_staff:
+        raise forbidden()
+    q = Case.all()
+    if hall_code:
+        q = q.filter(hall_code=hall_code)
+    if overdue is not None:
+        late = Q(status__in=CLOCK_RUNNING, due_at__lt=clock.now())
+        q = q.filter(late) if overdue else q.filter(~late)
+    return await _page(q, status=status, cursor=cursor, limit=limit)
+
+
+async def _page(q: QuerySet[Case], *, status: CaseStatus | None, cursor: int | None,
+                limit: int) -> tuple[list[Case], int | None]:
+    if status is not None:
+        q = q.filter(status=status)
+    if cursor is not None:
+        q = q.filter(id__lt=cursor)
+    rows: list[Case] = await q.order_by("-id").limit(limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more and rows else None)
+
+
+async def repeat_supplements(
+    *, actor: Principal, cursor: int | None, limit: int
+) -> tuple[list[SupplementRequest], int | None]:
+    """Second and later notices on one case, for supervisors: each should be rare."""
+    if not actor.is_staff:
+        raise forbidden()
+    q = SupplementRequest.filter(sequence__gte=2).select_related("case")
+    if cursor is not None:
+        q = q.filter(id__lt=cursor)
+    rows = await q.order_by("-id").limit(limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more and rows else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Overdue alerts
+
+
+async def raise_due_alerts(*, now: datetime | None = None) -> int:
+    """One alert per case per level; re-running (or two sweepers racing) adds nothing."""
+    now = now or clock.now()
+    soon = now + timedelta(hours=get_settings().case_due_soon_hours)
+    created = 0
+    levels = (
+        (CaseAlertLevel.overdue, Q(due_at__lt=now)),
+        (CaseAlertLevel.due_soon, Q(due_at__gte=now, due_at__lte=soon)),
+    )
+    for level, cond in levels:
+        rows = await Case.filter(cond, status__in=CLOCK_RUNNING).values_list("id", "due_at")
+        if not rows:
+            continue
+        have = set(
+            await CaseAlert.filter(case_id__in=[r[0] for r in rows], level=level).values_list(
+                "case_id", flat=True
+            )
+        )
+        for case_id, due_at in rows:
+            if case_id in have:
+                continue
+            try:
+                await CaseAlert.create(case_id=case_id, level=level, due_at=due_at)
+                created += 1
+            except IntegrityError:
+                pass  # another sweeper got there first
+    return created
+
+
+@jobs.periodic("cases.due_alerts", every_seconds=300)
+async def _sweep_due_alerts() -> None:
+    n = await raise_due_alerts()
+    if n:
+        log.info("case alerts raised", extra={"count": n})
+
+
+async def list_alerts(
+    *, actor: Principal, level: CaseAlertLevel | None, cursor: int | None, limit: int
+) -> tuple[list[CaseAlert], int | None]:
+    if not actor.is_staff:
+        raise forbidden()
+    q = CaseAlert.all().select_related("case")
+    if level is not None:
+        q = q.filter(level=level)
+    if cursor is not None:
+        q = q.filter(id__lt=cursor)
+    rows = await q.order_by("-id").limit(limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more and rows else None)

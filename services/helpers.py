@@ -1,0 +1,411 @@
+"""帮办代办: matching a case to a helper, offers that are accepted, declined, transferred or
+time out, the resident's proxy authorisation, and the helper's worklist.
+
+One active helper per case is enforced twice: assigning locks the case row, and
+``HelperAssignment.active_case_id`` (= case id while offered/accepted, NULL after) is unique,
+so even a path that forgot the lock cannot give one case to two helpers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.functions import Count
+from tortoise.transactions import in_transaction
+
+from models.cases import (
+    ACTIVE_ASSIGNMENT,
+    Case,
+    CaseEvent,
+    HelperAssignment,
+    HelperAssignmentStatus,
+    HelperProfile,
+    ProxyAuthorization,
+    ProxyScope,
+)
+from models.catalogue import Hall
+from models.users import Person, Role, User, UserRole
+from services import audit, clock, jobs, pii
+from services.auth import Principal
+from services.cases import TERMINAL, proxy_scopes, visible_case
+from services.errors import AppError, ErrorCode, forbidden, not_found
+from services.people import P_ID, P_NAME, P_PHONE
+from services.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+H = HelperAssignmentStatus
+HELPER_ROLES = (Role.helper, Role.community_worker)
+
+# Demo profiles for the stub accounts (miniprogram_stub/demo_accounts.py creates them).
+DEMO_PROFILES: dict[str, dict[str, Any]] = {
+    "demo-helper": {
+        "hall_code": "H-XF-000",
+        "departments": ["市民政局", "市残联", "市人社局", "市医保局", "市卫生健康委"],
+        "themes": ["养老服务", "残疾人服务"],
+    },
+    "demo-helper2": {
+        "hall_code": "H-XF-000",
+        "departments": ["市民政局", "市公安局", "市不动产登记事务中心", "市市场监管局"],
+        "themes": ["养老服务", "户籍证件"],
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Profiles
+
+
+async def _hall_exists(hall_code: str) -> None:
+    if not await Hall.exists(code=hall_code):
+        raise AppError(ErrorCode.validation_failed, fields={"hall_code": "大厅不存在"})
+
+
+async def upsert_profile(
+    *,
+    actor: Principal,
+    user_id: int,
+    hall_code: str,
+    departments: list[str],
+    themes: list[str],
+    on_duty: bool,
+) -> HelperProfile:
+    if not actor.has(Role.admin):
+        raise forbidden()
+    user = await User.get_or_none(id=user_id)
+    if user is None:
+        raise not_found("用户")
+    if not await UserRole.exists(user_id=user_id, role__in=HELPER_ROLES):
+        raise AppError(ErrorCode.validation_failed, "请先授予该用户帮办员或社区工作者角色",
+                       fields={"user_id": "不是帮办人员"})
+    await _hall_exists(hall_code)
+    scope = {"departments": sorted(set(departments)), "themes": sorted(set(themes))}
+    profile, _ = await HelperProfile.update_or_create(
+        user_id=user_id, defaults={"hall_code": hall_code, "scope": scope, "on_duty": on_duty}
+    )
+    return profile
+
+
+async def ensure_profile(*, user_id: int, hall_code: str, departments: list[str],
+                         themes: list[str]) -> HelperProfile:
+    """Seeding: create once, never overwrite what an admin changed since."""
+    profile, _ = await HelperProfile.get_or_create(
+        user_id=user_id,
+        defaults={"hall_code": hall_code,
+                  "scope": {"departments": departments, "themes": themes}, "on_duty": True},
+    )
+    return profile
+
+
+async def list_profiles(
+    *, actor: Principal, hall_code: str | None
+) -> list[tuple[HelperProfile, int]]:
+    if not actor.has(Role.admin, Role.staff):
+        raise forbidden()
+    q = HelperProfile.all()
+    if hall_code:
+        q = q.filter(hall_code=hall_code)
+    profiles = await q.order_by("id").limit(500)
+    loads = await _open_loads([p.user_id for p in profiles])  # type: ignore[attr-defined]
+    return [(p, loads.get(p.user_id, 0)) for p in profiles]  # type: ignore[attr-defined]
+
+
+async def set_on_duty(*, actor: Principal, on_duty: bool) -> HelperProfile:
+    profile = await HelperProfile.get_or_none(user_id=actor.user_id)
+    if profile is None:
+        raise not_found("帮办人员档案")
+    profile.on_duty = on_duty
+    await profile.save(update_fields=["on_duty", "updated_at"])
+    return profile
+
+
+async def _open_loads(user_ids: list[int]) -> dict[int, int]:
+    if not user_ids:
+        return {}
+    rows = (
+        await HelperAssignment.filter(helper_id__in=user_ids, status__in=ACTIVE_ASSIGNMENT)
+        .annotate(n=Count("id"))
+        .group_by("helper_id")
+        .values("helper_id", "n")
+    )
+    return {int(r["helper_id"]): int(r["n"]) for r in rows}
+
+
+# ---------------------------------------------------------------------------------------------
+# Assignment
+
+
+def _serves(profile: HelperProfile, case: Case) -> bool:
+    scope = profile.scope
+    return case.department in scope.get("departments", []) or (
+        bool(case.theme) and case.theme in scope.get("themes", [])
+    )
+
+
+async def _pick(case: Case, *, exclude: set[int]) -> int | None:
+    """On duty, at the case's hall, serving its department or theme, fewest open cases."""
+    profiles = await HelperProfile.filter(
+        hall_code=case.hall_code, on_duty=True, user__is_active=True
+    ).exclude(user_id__in=list(exclude) or [0])
+    candidates = [p for p in profiles if _serves(p, case)]
+    if not candidates:
+        return None
+    loads = await _open_loads([p.user_id for p in candidates])  # type: ignore[attr-defined]
+    best = min(candidates, key=lambda p: (loads.get(p.user_id, 0), p.id))  # type: ignore[attr-defined]
+    return int(best.user_id)  # type: ignore[attr-defined]
+
+
+async def _offer(case_id: int, *, preferred: int | None = None,
+                 note: str = "") -> HelperAssignment | None:
+    """Offer the case to the next helper, unless it already has an active one."""
+    now = clock.now()
+    async with in_transaction() as conn:
+        case = await Case.filter(id=case_id).select_for_update().using_db(conn).first()
+        if case is None or case.status in TERMINAL or case.help_requested_at is None:
+            return None
+        active = await HelperAssignment.filter(active_case_id=case.id).using_db(conn).first()
+        if active is not None:
+            return active
+        tried = set(
+            await HelperAssignment.filter(case_id=case.id).using_db(conn).values_list(
+                "helper_id", flat=True
+            )
+        )
+        helper_id = preferred if preferred is not None else await _pick(
+            case, exclude={int(t) for t in tried}  # type: ignore[call-overload]
+        )
+        if helper_id is None:
+            return None
+        assignment = await HelperAssignment.create(
+            case_id=case.id, helper_id=helper_id, status=H.offered, active_case_id=case.id,
+            offered_at=now, note=note[:500], using_db=conn,
+        )
+        await CaseEvent.create(
+            case_id=case.id, actor_id=None, actor_kind="system",
+            action="helper_offered",
+            from_status=case.status, to_status=case.status, note=note[:500], using_db=conn,
+        )
+    return assignment
+
+
+async def assign(*, case_id: int, preferred: int | None = None,
+                 note: str = "") -> HelperAssignment | None:
+    try:
+        return await _offer(case_id, preferred=preferred, note=note)
+    except IntegrityError:
+        # Lost a race on the unique active slot: whoever won is the answer.
+        return await HelperAssignment.filter(active_case_id=case_id).first()
+
+
+@dataclass
+class HelpResult:
+    case: Case
+    assignment: HelperAssignment | None
+
+
+async def request_help(*, actor: Principal, case_id: int, note: str = "") -> HelpResult:
+    case, _ = await visible_case(actor, case_id)
+    is_filer = case.submitted_by_id == actor.user_id  # type: ignore[attr-defined]
+    if case.applicant_id != actor.user_id and not is_filer:  # type: ignore[attr-defined]
+        raise forbidden("只有申请人或代为提交的社区工作者可以申请帮办")
+    if case.status in TERMINAL:
+        raise AppError(ErrorCode.illegal_transition, "办件已结束，无需帮办")
+    if case.help_requested_at is None:
+        await Case.filter(id=case.id, help_requested_at=None).update(
+            help_requested_at=clock.now(), help_note=note.strip()[:500]
+        )
+        await CaseEvent.create(case_id=case.id, actor_id=actor.user_id,
+                               actor_kind="applicant" if not is_filer else "helper",
+                               action="help_requested", from_status=case.status,
+                               to_status=case.status, note=note.strip()[:500])
+    assignment = await assign(case_id=case.id)
+    await case.refresh_from_db()
+    return HelpResult(case=case, assignment=assignment)
+
+
+async def _my_assignment(actor: Principal, assignment_id: int) -> HelperAssignment:
+    a = await HelperAssignment.get_or_none(id=assignment_id, helper_id=actor.user_id)
+    if a is None:
+        raise not_found("帮办任务")
+    return a
+
+
+async def _respond(actor: Principal, assignment_id: int, *, frm: tuple[H, ...], to: H,
+                   note: str) -> HelperAssignment:
+    a = await _my_assignment(actor, assignment_id)
+    fields: dict[str, Any] = {"status": to, "responded_at": clock.now()}
+    if to is not H.accepted:
+        fields["active_case_id"] = None
+    if note:
+        fields["note"] = note.strip()[:500]
+    # Conditional: an offer that just timed out can't also be accepted.
+    changed = await HelperAssignment.filter(id=a.id, status__in=frm).update(**fields)
+    if not changed:
+        raise AppError(ErrorCode.assignment_state)
+    await a.refresh_from_db()
+    case = await Case.get(id=a.case_id)  # type: ignore[attr-defined]
+    await CaseEvent.create(case_id=case.id, actor_id=actor.user_id, actor_kind="helper",
+                           action=f"helper_{to}", from_status=case.status,
+                           to_status=case.status, note=note.strip()[:500])
+    return a
+
+
+async def accept(*, actor: Principal, assignment_id: int) -> HelperAssignment:
+    return await _respond(actor, assignment_id, frm=(H.offered,), to=H.accepted, note="")
+
+
+async def decline(*, actor: Principal, assignment_id: int, reason: str) -> HelperAssignment:
+    a = await _respond(actor, assignment_id, frm=(H.offered,), to=H.declined, note=reason)
+    await assign(case_id=a.case_id)  # type: ignore[attr-defined]
+    return a
+
+
+async def transfer(*, actor: Principal, assignment_id: int, note: str,
+                   to_helper_user_id: int | None = None) -> HelperAssignment | None:
+    """Hand the case on; returns the new offer (None if nobody is free: the sweep retries)."""
+    a = await _my_assignment(actor, assignment_id)
+    if to_helper_user_id is not None:
+        case = await Case.get(id=a.case_id)  # type: ignore[attr-defined]
+        target = await HelperProfile.get_or_none(user_id=to_helper_user_id, on_duty=True)
+        same_hall = target is not None and target.hall_code == case.hall_code
+        if not same_hall or to_helper_user_id == actor.user_id:
+            raise AppError(ErrorCode.validation_failed, "接手人须为同一大厅在岗的帮办人员",
+                           fields={"to_helper_user_id": "不可转交给该人员"})
+    await _respond(actor, assignment_id, frm=(H.offered, H.accepted), to=H.transferred,
+                   note=note)
+    return await assign(case_id=a.case_id, preferred=to_helper_user_id,  # type: ignore[attr-defined]
+                        note=note)
+
+
+async def expire_offers(*, now: datetime | None = None) -> int:
+    """Offers nobody answered in time move on; cases still waiting for help get another try."""
+    now = now or clock.now()
+    cutoff = now - timedelta(minutes=get_settings().helper_offer_timeout_minutes)
+    moved = 0
+    stale = await HelperAssignment.filter(status=H.offered, offered_at__lt=cutoff).limit(500)
+    for a in stale:
+        n = await HelperAssignment.filter(id=a.id, status=H.offered).update(
+            status=H.expired, active_case_id=None, responded_at=now
+        )
+        if n:
+            moved += 1
+            case = await Case.get(id=a.case_id)  # type: ignore[attr-defined]
+            await CaseEvent.create(case_id=case.id, actor_id=None, actor_kind="system",
+                                   action="helper_expired", from_status=case.status,
+                                   to_status=case.status, note="")
+            await assign(case_id=case.id)
+    waiting = await Case.filter(
+        help_requested_at__not_isnull=True, status__not_in=list(TERMINAL)
+    ).order_by("id").limit(500)
+    if waiting:
+        served = set(
+            await HelperAssignment.filter(
+                active_case_id__in=[c.id for c in waiting]
+            ).values_list("active_case_id", flat=True)
+        )
+        for case in waiting:
+            if case.id not in served:
+                await assign(case_id=case.id)
+    return moved
+
+
+@jobs.periodic("helpers.offer_timeouts", every_seconds=60)
+async def _sweep_offers() -> None:
+    n = await expire_offers()
+    if n:
+        log.info("helper offers expired", extra={"count": n})
+
+
+async def worklist(*, actor: Principal) -> list[HelperAssignment]:
+    """My open assignments, soonest due first; cases without a due time last."""
+    rows = await HelperAssignment.filter(
+        helper_id=actor.user_id, status__in=ACTIVE_ASSIGNMENT
+    ).select_related("case", "case__person").limit(500)
+    far = datetime.max.replace(tzinfo=clock.SHANGHAI)
+    rows.sort(key=lambda a: (a.case.due_at or far, a.offered_at, a.id))
+    return rows
+
+
+def offer_expires_at(a: HelperAssignment) -> datetime | None:
+    if a.status is not H.offered:
+        return None
+    return a.offered_at + timedelta(minutes=get_settings().helper_offer_timeout_minutes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Proxy authorisation (代办授权)
+
+
+async def grant_proxy(*, actor: Principal, helper_user_id: int, scopes: list[ProxyScope],
+                      days: int, case_id: int | None = None) -> ProxyAuthorization:
+    if helper_user_id == actor.user_id:
+        raise AppError(ErrorCode.validation_failed, fields={"helper_user_id": "不能授权给自己"})
+    if not await UserRole.exists(user_id=helper_user_id, role__in=HELPER_ROLES):
+        raise not_found("帮办人员")
+    if case_id is not None and not await Case.exists(id=case_id, applicant_id=actor.user_id):
+        raise not_found("办件")
+    return await ProxyAuthorization.create(
+        grantor_id=actor.user_id, helper_id=helper_user_id,
+        scope={"scopes": sorted({str(s) for s in scopes})}, case_id=case_id,
+        expires_at=clock.now() + timedelta(days=days),
+    )
+
+
+async def my_grants(*, actor: Principal) -> list[ProxyAuthorization]:
+    return await ProxyAuthorization.filter(grantor_id=actor.user_id).order_by("-id").limit(200)
+
+
+async def revoke_proxy(*, actor: Principal, authorization_id: int) -> ProxyAuthorization:
+    row = await ProxyAuthorization.get_or_none(id=authorization_id, grantor_id=actor.user_id)
+    if row is None:
+        raise not_found("授权")
+    if row.revoked_at is None:
+        row.revoked_at = clock.now()
+        await row.save(update_fields=["revoked_at"])
+    return row
+
+
+@dataclass(frozen=True)
+class RevealedApplicant:
+    person_id: int
+    name: str
+    id_number: str
+    phone: str | None
+    birth_date: date
+
+
+async def reveal_applicant(*, actor: Principal, case_id: int, reason: str,
+                           request_id: str = "") -> RevealedApplicant:
+    """Unmasked applicant data for the helper doing the case, with the resident's
+    view_personal authorisation; written to the audit log before anything is decrypted."""
+    reason = reason.strip()
+    if len(reason) < 4:
+        raise AppError(ErrorCode.validation_failed, "查看完整个人信息须说明事由",
+                       fields={"reason": "请填写查看事由（至少4个字）"})
+    case = await Case.get_or_none(id=case_id)
+    if case is None or not await HelperAssignment.exists(
+        case_id=case_id, helper_id=actor.user_id, status=H.accepted
+    ):
+        raise not_found("办件")
+    scopes = await proxy_scopes(grantor_id=case.applicant_id,  # type: ignore[attr-defined]
+                                helper_id=actor.user_id, case_id=case.id)
+    if ProxyScope.view_personal not in scopes:
+        raise AppError(ErrorCode.proxy_authorization_required)
+    person = await Person.get_or_none(id=case.person_id) if case.person_id else None  # type: ignore[attr-defined]
+    if person is None:
+        raise not_found("申请人")
+    shown = ["name", "id_number"] + (["phone"] if person.phone_enc else [])
+    await audit.record(actor=actor, person_id=person.id, action="case.applicant.reveal",
+                       fields_read=shown, reason=f"case {case.id}: {reason}",
+                       request_id=request_id)
+    return RevealedApplicant(
+        person_id=person.id,
+        name=pii.decrypt(person.name_enc, purpose=P_NAME),
+        id_number=pii.decrypt(person.id_number_enc, purpose=P_ID),
+        phone=pii.decrypt(person.phone_enc, purpose=P_PHONE) if person.phone_enc else None,
+        birth_date=person.birth_date,
+    )
