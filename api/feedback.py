@@ -7,11 +7,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
 
 from api.endpoint import endpoint
 from models.feedback import Feedback, FeedbackEvent, FeedbackKind, FeedbackStatus, Moderation
 from models.users import Role
-from services import clock
+from services import clock, idempotency
 from services import feedback as service
 from services.auth import Principal
 
@@ -225,12 +226,22 @@ def _next(rows: list[Feedback], limit: int) -> int | None:
 
 @bp.post("")
 @endpoint(body=SubmitIn, response=FeedbackDetailOut, status=201, errors=(503,),
-          summary="提交投诉、建议或办不成事反映（先经内容安全检查）", tag="feedback")
-async def submit(_request: Request, body: SubmitIn, principal: Principal) -> FeedbackDetailOut:
-    fb = await service.submit(
-        actor=principal, kind=FeedbackKind(body.kind), text=body.text, photos=body.photos,
-        case_id=body.case_id, hall_code=body.hall_code, item_code=body.item_code)
-    return await _detail(await service.get_own(actor=principal, feedback_id=fb.id))
+          summary="提交投诉、建议或办不成事（先经内容安全检查；可带 Idempotency-Key 头重试）",
+          tag="feedback")
+async def submit(request: Request, body: SubmitIn, principal: Principal) -> HTTPResponse:
+    async def action() -> tuple[int, object]:
+        fb = await service.submit(
+            actor=principal, kind=FeedbackKind(body.kind), text=body.text, photos=body.photos,
+            case_id=body.case_id, hall_code=body.hall_code, item_code=body.item_code)
+        out = await _detail(await service.get_own(actor=principal, feedback_id=fb.id))
+        return 201, out.model_dump(mode="json")
+
+    status, payload = await idempotency.run_once(
+        user_id=principal.user_id, key=request.headers.get("idempotency-key"),
+        fingerprint=idempotency.request_fingerprint("POST", request.path,
+                                                    body.model_dump(mode="json")),
+        action=action)
+    return json(payload, status=status)
 
 
 @bp.get("")
