@@ -161,7 +161,8 @@ class ScanOut(BaseModel):
 
 
 class ScansQuery(BaseModel):
-    cursor: int | None = Field(default=None, ge=0, description="上一页返回的 next_cursor")
+    cursor: int | None = Field(default=None, ge=0, le=2**63 - 1,
+                               description="上一页返回的 next_cursor")
     limit: int = Field(default=20, ge=1, le=100)
 
 

@@ -1,0 +1,905 @@
+"""一码通: person, enterprise and door-plate codes, and the scan that resolves them.
+
+Tokens
+- Person code (人码): ``P`` + base64url(version | 9-byte nonce | expiry | HMAC-SHA256/128). The
+  HMAC key is derived from the JWT secret with HKDF under its own info string, so a person
+  token can't be confused with any other signature in the system. The token carries no person
+  id: it is shown on a screen and photographed, and an opaque nonce leaks nothing. Signature
+  and expiry are checked without Redis; *what the token stands for* lives only in Redis
+  (``code:p:<nonce>``, TTL = the code's life), so a Redis restart turns every person code into
+  "请刷新二维码" — the app fetches a new one within a minute anyway.
+- Enterprise and door-plate codes: ``L`` + 120 random bits, stored as a SHA-256 hash (plus an
+  encrypted copy for re-printing) and cached in Redis with the public view they show, so the
+  scan is one Redis GET; a Redis miss falls back to the database and re-fills the cache.
+
+The scan log is pushed onto a Redis list in the same round trip as nothing else could share it
+and flushed to the database in batches (``scan_log_mode="buffered"``, the default) or written
+with one INSERT per scan (``"direct"``); bench/scan_bench.py measures both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import io
+import json
+import logging
+import math
+import re
+import secrets
+import struct
+import time as _time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Any
+
+import qrcode
+import qrcode.image.svg
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from redis.exceptions import LockError
+from tortoise import Tortoise
+from tortoise.exceptions import IntegrityError
+from tortoise.models import Model
+from tortoise.transactions import in_transaction
+
+from models.catalogue import Hall
+from models.codes import CodeKind, DoorPlate, ElectronicLicence, GridAssignment, IssuedCode, ScanLog
+from models.enterprises import Enterprise, EnterpriseAgent
+from models.users import Person, Role
+from services import cache, clock, jobs, people, pii, ratelimit
+from services.auth import Principal
+from services.errors import AppError, ErrorCode, forbidden, not_found
+from services.identity import InvalidCreditCode, validate_uscc
+from services.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+PERSON_PREFIX = "P"
+LONG_PREFIX = "L"
+_VERSION = 1
+_PAYLOAD = struct.Struct(">B9sI")  # version, nonce, expiry (unix seconds)
+_MAC_LEN = 16
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
+P_TOKEN = "code.token"  # noqa: S105 - a PII purpose label, not a secret
+
+LOG_BUFFER = "scanlog:buffer"
+_LOG_LOCK = "scanlog:flush:lock"
+_FLUSH_BATCH = 500
+LONG_VIEW_TTL = 300
+NEGATIVE_TTL = 60
+NEAREST_HALLS = 3
+
+ROLE_LABELS = {
+    Role.admin.value: "管理员",
+    Role.staff.value: "窗口工作人员",
+    Role.community_worker.value: "社区工作者",
+    Role.helper.value: "帮办员",
+    Role.enterprise_agent.value: "企业经办人",
+    Role.resident.value: "居民",
+}
+_ROLE_RANK = [Role.admin, Role.staff, Role.community_worker, Role.helper,
+              Role.enterprise_agent, Role.resident]
+# Cases in these states need nothing more from the window.
+_CLOSED_CASE_STATES = ("closed", "withdrawn", "rejected")
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _person_key_for(secret: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"xq/codes/person-code/v1").derive(secret.encode())
+
+
+def _person_key() -> bytes:
+    return _person_key_for(get_settings().jwt_secret)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign_person_token(nonce: bytes, expires: int) -> str:
+    payload = _PAYLOAD.pack(_VERSION, nonce, expires)
+    mac = hmac.new(_person_key(), payload, hashlib.sha256).digest()[:_MAC_LEN]
+    return PERSON_PREFIX + _b64(payload + mac)
+
+
+def verify_person_token(token: str, *, now: float | None = None) -> tuple[str, int]:
+    """(nonce hex, expiry) of a genuine, unexpired person token; ``code_unrecognised`` for a
+    forged or edited one, ``code_expired`` once its minute is over."""
+    try:
+        raw = _unb64(token[len(PERSON_PREFIX):])
+    except ValueError as exc:
+        raise AppError(ErrorCode.code_unrecognised) from exc
+    if len(raw) != _PAYLOAD.size + _MAC_LEN:
+        raise AppError(ErrorCode.code_unrecognised)
+    payload, mac = raw[:_PAYLOAD.size], raw[_PAYLOAD.size:]
+    expected = hmac.new(_person_key(), payload, hashlib.sha256).digest()[:_MAC_LEN]
+    if not hmac.compare_digest(mac, expected):
+        raise AppError(ErrorCode.code_unrecognised)
+    version, nonce, expires = _PAYLOAD.unpack(payload)
+    if version != _VERSION:
+        raise AppError(ErrorCode.code_unrecognised)
+    if expires <= (now if now is not None else _time.time()):
+        raise AppError(ErrorCode.code_expired)
+    return nonce.hex(), expires
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def code_url(token: str) -> str:
+    # A URL on our own domain: WeChat's "扫普通链接二维码打开小程序" rule routes it into the mini
+    # program, and a phone camera outside WeChat lands on our page instead of a bare string.
+    return f"{get_settings().public_base_url.rstrip('/')}/c/{token}"
+
+
+def extract_token(content: str) -> str:
+    """The token in what the camera read: our code URL, or the bare token (a mini-program
+    code's scene). Anything else — another domain's QR, free text — is not ours."""
+    text = content.strip()
+    prefix = f"{get_settings().public_base_url.rstrip('/')}/c/"
+    if text.startswith(prefix):
+        text = text[len(prefix):].split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    if not (21 <= len(text) <= 64) or not _TOKEN_CHARS.match(text) or text[0] not in "PL":
+        raise AppError(ErrorCode.code_unrecognised)
+    return text
+
+
+# --- images -------------------------------------------------------------------------------
+
+
+def _qr(content: str) -> qrcode.QRCode:
+    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=8, border=4)
+    qr.add_data(content)
+    qr.make(fit=True)
+    return qr
+
+
+def qr_png(content: str) -> bytes:
+    buf = io.BytesIO()
+    _qr(content).make_image().save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def qr_svg(content: str) -> str:
+    img = _qr(content).make_image(image_factory=qrcode.image.svg.SvgPathImage)
+    return str(img.to_string(encoding="unicode"))
+
+
+@dataclass(frozen=True)
+class IssuedQr:
+    token: str
+    content: str
+    expires_at: datetime | None
+
+    def png(self) -> bytes:
+        return qr_png(self.content)
+
+    def svg(self) -> str:
+        return qr_svg(self.content)
+
+
+# --- person code --------------------------------------------------------------------------
+
+
+def _licence_item(*, kind: str, title: str, number: str, issuer: str, issued_on: date | None,
+                  valid_until: date | None) -> dict[str, Any]:
+    return {"kind": kind, "title": title, "number": number, "issuer": issuer,
+            "issued_on": issued_on.isoformat() if issued_on else None,
+            "valid_until": valid_until.isoformat() if valid_until else None}
+
+
+async def _person_static_view(person: Person) -> dict[str, Any]:
+    """The masked identity and licences: fixed for the code's minute, so it rides in Redis
+    with the token and the scan reads it without touching the database."""
+    licences = [_licence_item(kind="identity_card", title="居民身份证",
+                              number=person.id_number_masked, issuer="公安机关",
+                              issued_on=None, valid_until=None)]
+    # The physical card's issue date is not in our data; it stays empty rather than invented.
+    for lic in await ElectronicLicence.filter(person_id=person.id).order_by("kind"):
+        licences.append(_licence_item(kind=lic.kind, title=lic.title, number=lic.number_masked,
+                                      issuer=lic.issuer, issued_on=lic.issued_on,
+                                      valid_until=lic.valid_until))
+    return {
+        "identity": {"name": person.name_masked, "id_number": person.id_number_masked,
+                     "sex": person.sex, "age": people.age_of(person)},
+        "licences": licences,
+    }
+
+
+async def issue_person_code(*, user_id: int) -> IssuedQr:
+    # The app refreshes about once a minute; a loop fetching codes only fills Redis.
+    await ratelimit.hit(f"mecode:{user_id}", limit=30, window_seconds=60)
+    person = await people.person_of(user_id)
+    if person is None:
+        raise AppError(ErrorCode.identity_required, "请先完成实名认证再使用个人码")
+    ttl = get_settings().person_code_ttl_seconds
+    now = clock.now()
+    expires = int(now.timestamp()) + ttl
+    nonce = secrets.token_bytes(9)
+    token = sign_person_token(nonce, expires)
+    entry = {"pid": person.id, "uid": user_id, "exp": expires,
+             "v": await _person_static_view(person)}
+    await cache.redis().set(f"code:p:{nonce.hex()}", json.dumps(entry, ensure_ascii=False),
+                            ex=ttl)
+    return IssuedQr(token=token, content=code_url(token),
+                    expires_at=clock.local(datetime.fromtimestamp(expires, tz=clock.SHANGHAI)))
+
+
+# --- long-lived codes ---------------------------------------------------------------------
+
+
+def _active_key(kind: CodeKind, subject_id: int) -> str:
+    return f"{kind.value}:{subject_id}"
+
+
+def _long_cache_key(token: str) -> str:
+    return f"code:l:{token_hash(token)}"
+
+
+async def _issue_long(*, kind: CodeKind, subject_id: int, actor: Principal | None,
+                      reissue: bool) -> tuple[IssuedCode, str, bool]:
+    """Caller holds the subject row locked. Returns (code, token, newly issued)."""
+    key = _active_key(kind, subject_id)
+    current = await IssuedCode.get_or_none(active_key=key)
+    if current is not None and not reissue:
+        return current, pii.decrypt(current.token_enc, purpose=P_TOKEN), False
+    revoked_token = None
+    if current is not None:
+        revoked_token = pii.decrypt(current.token_enc, purpose=P_TOKEN)
+        current.active_key = None
+        current.revoked_at = clock.now()
+        current.revoked_by_id = actor.user_id if actor else None
+        await current.save(update_fields=["active_key", "revoked_at", "revoked_by_id"])
+    token = LONG_PREFIX + secrets.token_urlsafe(15)
+    code = await IssuedCode.create(
+        kind=kind, token_hash=token_hash(token), token_enc=pii.encrypt(token, purpose=P_TOKEN),
+        active_key=key,
+        enterprise_id=subject_id if kind is CodeKind.enterprise else None,
+        doorplate_id=subject_id if kind is CodeKind.doorplate else None,
+        issued_by_id=actor.user_id if actor else None,
+    )
+    if revoked_token is not None:
+        await _mark_revoked(revoked_token)
+    return code, token, True
+
+
+async def _mark_revoked(token: str) -> None:
+    # Overwrite rather than delete: a scan racing the revocation must not re-fill the cache
+    # from a read that saw the code still active.
+    await cache.redis().set(_long_cache_key(token), json.dumps({"st": "revoked"}),
+                            ex=LONG_VIEW_TTL)
+
+
+async def _revoke_long(*, kind: CodeKind, subject_id: int, actor: Principal) -> bool:
+    code = await IssuedCode.get_or_none(active_key=_active_key(kind, subject_id))
+    if code is None:
+        return False
+    token = pii.decrypt(code.token_enc, purpose=P_TOKEN)
+    updated = await IssuedCode.filter(id=code.id, active_key__isnull=False).update(
+        active_key=None, revoked_at=clock.now(), revoked_by_id=actor.user_id)
+    await _mark_revoked(token)
+    return bool(updated)
+
+
+MAX_ID = 2**63 - 1
+
+
+async def _can_manage_enterprise(actor: Principal, enterprise_id: int) -> Enterprise:
+    # Ids beyond BIGINT can't exist, and SQLite would overflow binding them.
+    ent = await Enterprise.get_or_none(id=enterprise_id) if 0 < enterprise_id <= MAX_ID else None
+    if ent is None:
+        raise not_found("企业")
+    if actor.is_staff:
+        return ent
+    if not await EnterpriseAgent.exists(enterprise_id=enterprise_id, user_id=actor.user_id):
+        # Same answer as a missing enterprise: ids of other firms are not confirmed.
+        raise not_found("企业")
+    return ent
+
+
+def _checked_uscc(ent: Enterprise) -> str:
+    try:
+        return validate_uscc(ent.uscc)
+    except InvalidCreditCode as exc:
+        raise AppError(ErrorCode.conflict,
+                       f"企业统一社会信用代码无效，无法生成企业码：{exc}") from exc
+
+
+async def issue_enterprise_code(*, actor: Principal, enterprise_id: int,
+                                reissue: bool = True) -> IssuedQr:
+    await _can_manage_enterprise(actor, enterprise_id)
+    async with in_transaction():
+        ent = await Enterprise.select_for_update().get(id=enterprise_id)
+        _checked_uscc(ent)
+        try:
+            _, token, _ = await _issue_long(kind=CodeKind.enterprise, subject_id=ent.id,
+                                            actor=actor, reissue=reissue)
+        except IntegrityError as exc:
+            raise AppError(ErrorCode.conflict, "企业码正在生成，请稍后重试") from exc
+    return IssuedQr(token=token, content=code_url(token), expires_at=None)
+
+
+async def current_enterprise_code(*, actor: Principal, enterprise_id: int) -> IssuedQr:
+    await _can_manage_enterprise(actor, enterprise_id)
+    code = await IssuedCode.get_or_none(active_key=_active_key(CodeKind.enterprise,
+                                                               enterprise_id))
+    if code is None:
+        raise not_found("企业码")
+    token = pii.decrypt(code.token_enc, purpose=P_TOKEN)
+    return IssuedQr(token=token, content=code_url(token), expires_at=None)
+
+
+async def revoke_enterprise_code(*, actor: Principal, enterprise_id: int) -> None:
+    await _can_manage_enterprise(actor, enterprise_id)
+    if not await _revoke_long(kind=CodeKind.enterprise, subject_id=enterprise_id, actor=actor):
+        raise not_found("企业码")
+
+
+async def issue_doorplate_codes(*, actor: Principal, plate_codes: list[str],
+                                reissue: bool = False) -> list[tuple[DoorPlate, IssuedQr, bool]]:
+    """Codes for many plates at once; a plate that already has one keeps it unless
+    ``reissue`` (which voids the printed plate)."""
+    if not actor.is_staff:
+        raise forbidden()
+    wanted = list(dict.fromkeys(plate_codes))
+    plates = {p.code: p for p in await DoorPlate.filter(code__in=wanted)}
+    missing = [c for c in wanted if c not in plates]
+    if missing:
+        raise AppError(ErrorCode.not_found, "门牌不存在",
+                       fields={"plate_codes": "、".join(missing)})
+    out: list[tuple[DoorPlate, IssuedQr, bool]] = []
+    async with in_transaction():
+        # Lock in a fixed order so two batches over overlapping plates can't deadlock.
+        locked = await DoorPlate.filter(id__in=[p.id for p in plates.values()]) \
+            .select_for_update().order_by("id")
+        by_code = {p.code: p for p in locked}
+        for c in wanted:
+            plate = by_code[c]
+            try:
+                _, token, new = await _issue_long(kind=CodeKind.doorplate, subject_id=plate.id,
+                                                  actor=actor, reissue=reissue)
+            except IntegrityError as exc:
+                raise AppError(ErrorCode.conflict, "门牌码正在生成，请稍后重试") from exc
+            out.append((plate, IssuedQr(token=token, content=code_url(token), expires_at=None),
+                        new))
+    return out
+
+
+async def doorplate_codes(*, actor: Principal, plate_codes: list[str]) -> list[tuple[DoorPlate,
+                                                                                   IssuedQr]]:
+    """The active codes of these plates, for printing. Plates without one are a 409: printing
+    must not silently mint codes."""
+    if not actor.is_staff:
+        raise forbidden()
+    wanted = list(dict.fromkeys(plate_codes))
+    plates = {p.code: p for p in await DoorPlate.filter(code__in=wanted)}
+    missing = [c for c in wanted if c not in plates]
+    if missing:
+        raise AppError(ErrorCode.not_found, "门牌不存在",
+                       fields={"plate_codes": "、".join(missing)})
+    codes = {c.doorplate_id: c for c in await IssuedCode.filter(  # type: ignore[attr-defined]
+        active_key__in=[_active_key(CodeKind.doorplate, p.id) for p in plates.values()])}
+    lacking = [c for c in wanted if plates[c].id not in codes]
+    if lacking:
+        raise AppError(ErrorCode.conflict, "部分门牌尚未生成二维码，请先批量生成",
+                       fields={"plate_codes": "、".join(lacking)})
+    out = []
+    for c in wanted:
+        token = pii.decrypt(codes[plates[c].id].token_enc, purpose=P_TOKEN)
+        out.append((plates[c], IssuedQr(token=token, content=code_url(token), expires_at=None)))
+    return out
+
+
+_PLATE_CODE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
+
+
+async def _plate(code: str) -> DoorPlate | None:
+    # A path segment that can't be a plate code is simply absent (not a 422 from the ORM).
+    return await DoorPlate.get_or_none(code=code) if _PLATE_CODE.match(code) else None
+
+
+async def revoke_doorplate_code(*, actor: Principal, plate_code: str) -> None:
+    if not actor.is_staff:
+        raise forbidden()
+    plate = await _plate(plate_code)
+    if plate is None or not await _revoke_long(kind=CodeKind.doorplate, subject_id=plate.id,
+                                               actor=actor):
+        raise not_found("门牌码")
+
+
+async def wxacode(*, actor: Principal, kind: CodeKind, subject: str) -> bytes:
+    """The mini-program code (getwxacodeunlimit) for an active long-lived code. The scene is
+    the token itself (21 characters, within the platform's 32); the image is cached in Redis
+    because the platform limits calls and the picture never changes for a token."""
+    if kind is CodeKind.enterprise:
+        if not subject.isdigit():
+            raise not_found("企业")
+        await _can_manage_enterprise(actor, int(subject))
+        code = await IssuedCode.get_or_none(active_key=_active_key(kind, int(subject)))
+    else:
+        if not actor.is_staff:
+            raise forbidden()
+        plate = await _plate(subject)
+        code = (await IssuedCode.get_or_none(active_key=_active_key(kind, plate.id))
+                if plate else None)
+    if code is None:
+        raise not_found("二维码")
+    r = cache.redis()
+    key = f"code:wxa:{code.id}"
+    cached = await r.get(key)
+    if cached:
+        return base64.b64decode(cached)
+    from services.wechat import wechat
+
+    token = pii.decrypt(code.token_enc, purpose=P_TOKEN)
+    image = await wechat().wxacode_unlimited(scene=token, page="pages/scan/index")
+    # decode_responses=True on the shared client: bytes travel as base64 text.
+    await r.set(key, base64.b64encode(image).decode(), ex=30 * 24 * 3600)
+    return image
+
+
+# --- views of long-lived codes (cached with the token) -----------------------------------
+
+
+def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> int:
+    """Great-circle distance. GCJ-02 offsets are locally uniform, so distances between two
+    GCJ-02 points are good to a few metres at city scale."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lng2 - lng1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return round(2 * 6_371_000 * math.asin(math.sqrt(a)))
+
+
+async def _doorplate_view(plate: DoorPlate) -> dict[str, Any]:
+    halls = await Hall.filter(is_active=True).values("code", "name", "address", "phone",
+                                                      "lat", "lng")
+    nearest = sorted(
+        ({"code": h["code"], "name": h["name"], "address": h["address"], "phone": h["phone"],
+          "distance_m": distance_m(plate.lat, plate.lng, h["lat"], h["lng"])} for h in halls),
+        key=lambda h: h["distance_m"])[:NEAREST_HALLS]
+    grid = await GridAssignment.filter(county=plate.county, community=plate.community,
+                                       is_active=True).order_by("id")
+    worker = ({"name": grid[0].contact_name, "phone": grid[0].contact_phone} if grid else None)
+    return {
+        "view": {"code": plate.code, "county": plate.county, "street": plate.street,
+                 "community": plate.community, "address": plate.address, "lat": plate.lat,
+                 "lng": plate.lng, "grid_worker": worker, "nearest_halls": nearest},
+        # Not shown: who may also see the households.
+        "workers": [g.user_id for g in grid],  # type: ignore[attr-defined]
+        "id": plate.id,
+    }
+
+
+async def _enterprise_view(ent: Enterprise) -> dict[str, Any]:
+    lics = await ElectronicLicence.filter(enterprise_id=ent.id, is_public=True).order_by("kind")
+    return {
+        "view": {"id": ent.id, "name": ent.name, "uscc": _checked_uscc(ent),
+                 "industry": ent.industry, "county": ent.county,
+                 "licences": [_licence_item(kind=lic.kind, title=lic.title,
+                                            number=lic.number_masked, issuer=lic.issuer,
+                                            issued_on=lic.issued_on,
+                                            valid_until=lic.valid_until) for lic in lics]},
+        "id": ent.id,
+    }
+
+
+async def _load_long(token: str) -> dict[str, Any]:
+    """The cache entry for a long-lived token, rebuilt from the database (the truth)."""
+    code = await IssuedCode.get_or_none(token_hash=token_hash(token))
+    if code is None:
+        return {"st": "unknown"}
+    if code.active_key is None:
+        return {"st": "revoked"}
+    if code.kind is CodeKind.doorplate:
+        plate = await DoorPlate.get(id=code.doorplate_id)  # type: ignore[attr-defined]
+        body = await _doorplate_view(plate)
+    else:
+        ent = await Enterprise.get(id=code.enterprise_id)  # type: ignore[attr-defined]
+        body = await _enterprise_view(ent)
+    return {"st": "active", "k": code.kind.value, "c": code.id, **body}
+
+
+async def invalidate_views(*, enterprise_id: int | None = None,
+                           doorplate_id: int | None = None) -> None:
+    """Drop the cached view after a change to what it shows (licences, grid worker)."""
+    qs = IssuedCode.filter(active_key__isnull=False)
+    if enterprise_id is not None:
+        qs = qs.filter(enterprise_id=enterprise_id)
+    if doorplate_id is not None:
+        qs = qs.filter(doorplate_id=doorplate_id)
+    keys = [_long_cache_key(pii.decrypt(c.token_enc, purpose=P_TOKEN)) for c in await qs]
+    if keys:
+        await cache.redis().delete(*keys)
+
+
+# --- scanning -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scanned:
+    scan_id: str
+    kind: str
+    at: datetime
+    body: dict[str, Any]  # {"person": {...}} | {"enterprise": {...}} | {"doorplate": {...}}
+
+
+_hall_names: dict[str, str] = {}
+_hall_names_at = 0.0
+
+
+async def hall_name(code: str) -> str | None:
+    """Hall names by code, cached in-process for five minutes: the catalogue changes a few
+    times a year and the scan should not pay a query for a label."""
+    global _hall_names, _hall_names_at
+    if _time.monotonic() - _hall_names_at > 300 or code not in _hall_names:
+        rows = await Hall.all().values_list("code", "name")
+        _hall_names = {str(c): str(n) for c, n in rows}
+        _hall_names_at = _time.monotonic()
+    return _hall_names.get(code)
+
+
+def role_label(roles: frozenset[str] | list[str]) -> str:
+    for role in _ROLE_RANK:
+        if role.value in roles:
+            return ROLE_LABELS[role.value]
+    return ROLE_LABELS[Role.resident.value]
+
+
+async def _log(entry: dict[str, Any]) -> None:
+    if get_settings().scan_log_mode == "direct":
+        await _insert_logs([entry])
+    else:
+        await cache.redis().rpush(LOG_BUFFER, json.dumps(entry, ensure_ascii=False))
+
+
+def _log_row(e: dict[str, Any]) -> ScanLog:
+    return ScanLog(uid=e["uid"], scanner_id=e["scanner"], scanner_roles=e["roles"],
+                   scanner_org=e["org"], kind=e["kind"], code_ref=e["ref"],
+                   subject_person_id=e.get("person"), enterprise_id_ref=e.get("enterprise"),
+                   doorplate_id_ref=e.get("doorplate"), outcome=e["outcome"],
+                   shown=e["shown"], at=datetime.fromisoformat(e["at"]))
+
+
+async def _insert_logs(entries: list[dict[str, Any]]) -> None:
+    await ScanLog.bulk_create([_log_row(e) for e in entries], ignore_conflicts=True)
+
+
+@jobs.periodic("codes.flush_scan_logs", every_seconds=2)
+async def flush_scan_logs_job() -> None:
+    await flush_scan_logs()
+
+
+async def flush_scan_logs() -> int:
+    """Move buffered scan logs into the database. Read, insert, then trim: a crash between
+    insert and trim re-inserts the batch next time, which ``uid``'s unique key ignores."""
+    r = cache.redis()
+    moved = 0
+    lock = r.lock(_LOG_LOCK, timeout=30, blocking_timeout=10)
+    if not await lock.acquire():
+        return 0
+    try:
+        while True:
+            raw = await r.lrange(LOG_BUFFER, 0, _FLUSH_BATCH - 1)
+            if not raw:
+                break
+            await _insert_logs([json.loads(x) for x in raw])
+            await r.ltrim(LOG_BUFFER, len(raw), -1)
+            moved += len(raw)
+    finally:
+        # Lost the lock (expired, Redis restarted): harmless, a replayed batch inserts nothing.
+        with contextlib.suppress(LockError):
+            await lock.release()
+    return moved
+
+
+async def _rate_and_get(actor: Principal, key: str | None) -> Any:
+    """Count the scan against the scanner's limit and read the token's cache entry in one
+    round trip (the scan is the hottest path; ratelimit.hit would be a second one)."""
+    s = get_settings()
+    name = f"rl:scan:{actor.user_id}"
+    async with cache.redis().pipeline(transaction=False) as pipe:
+        pipe.incr(name)
+        pipe.expire(name, s.scan_rate_window_seconds, nx=True)
+        pipe.ttl(name)
+        if key is not None:
+            pipe.get(key)
+        got = await pipe.execute()
+    if int(got[0]) > s.scan_rate_limit:
+        retry = max(1, int(got[2]))
+        raise AppError(ErrorCode.rate_limited, "扫码过于频繁，请稍后再试",
+                       headers={"Retry-After": str(retry)}, extra={"retry_after": retry})
+    return got[3] if key is not None else None
+
+
+async def scan(*, actor: Principal, content: str, hall_code: str | None = None) -> Scanned:
+    now = clock.now()
+    uid = secrets.token_hex(16)
+    org = ""
+    if hall_code and actor.is_staff:
+        org = await hall_name(hall_code) or ""
+    entry: dict[str, Any] = {"uid": uid, "scanner": actor.user_id, "roles": sorted(actor.roles),
+                             "org": org, "kind": "unknown", "ref": "", "outcome": "invalid",
+                             "shown": [], "at": now.isoformat()}
+    try:
+        try:
+            token = extract_token(content)
+            if token[0] == PERSON_PREFIX:
+                nonce, _ = verify_person_token(token, now=now.timestamp())
+                entry["kind"], entry["ref"] = CodeKind.person.value, nonce[:16]
+                raw = await _rate_and_get(actor, f"code:p:{nonce}")
+            else:
+                entry["ref"] = token_hash(token)[:16]
+                raw = await _rate_and_get(actor, _long_cache_key(token))
+        except AppError as exc:
+            if exc.code is not ErrorCode.rate_limited:
+                await _rate_and_get(actor, None)
+            raise
+        if entry["kind"] == CodeKind.person.value:
+            body = await _scan_person(actor, raw, entry, now)
+        else:
+            body = await _scan_long(actor, token, raw, entry)
+    except AppError as exc:
+        if exc.code is not ErrorCode.rate_limited:
+            entry["outcome"] = {ErrorCode.code_expired: "expired",
+                                ErrorCode.code_revoked: "revoked",
+                                ErrorCode.forbidden: "forbidden"}.get(exc.code, "invalid")
+            await _log(entry)
+        raise
+    entry["outcome"] = "ok"
+    await _log(entry)
+    return Scanned(scan_id=uid, kind=entry["kind"], at=now, body=body)
+
+
+async def _scan_person(actor: Principal, raw: str | None, entry: dict[str, Any],
+                       now: datetime) -> dict[str, Any]:
+    if raw is None:
+        # Signature and expiry were fine, so Redis lost it (restart, flush): ask for a new one.
+        raise AppError(ErrorCode.code_expired)
+    data = json.loads(raw)
+    entry["person"] = data["pid"]
+    if not actor.is_staff:
+        raise forbidden("个人码仅限政务服务窗口工作人员扫描")
+    stamp = clock.local(now).strftime("%Y-%m-%d %H:%M:%S")
+    place = entry["org"] or "政务服务窗口"
+    watermark = f"仅供{place}核验使用 {stamp} #{entry['uid'][:8]}"
+    view: dict[str, Any] = {
+        "identity": data["v"]["identity"],
+        "licences": [{**lic, "shown_at": now.isoformat(), "watermark": watermark}
+                     for lic in data["v"]["licences"]],
+    }
+    entry["shown"] = ["identity", "licences:" + ",".join(lic["kind"] for lic in view["licences"])]
+    # Appointments and cases belong to other domains; a deployment without them shows the rest.
+    jobs_: dict[str, Coroutine[Any, Any, list[dict[str, Any]]]] = {}
+    if _registered("Appointment"):
+        jobs_["appointments_today"] = _appointments_today(data["pid"], now)
+    if _registered("Case"):
+        jobs_["open_cases"] = _open_cases(data["pid"])
+    for name, rows in zip(jobs_, await asyncio.gather(*jobs_.values()), strict=True):
+        view[name] = rows
+        entry["shown"].append(name)
+    return {"person": view}
+
+
+def _registered(model: str) -> bool:
+    apps = Tortoise.apps
+    return apps is not None and any(label == "models" and model in models
+                                    for label, models in apps.items())
+
+
+# The two staff-view lookups are plain SQL: Tortoise spends ~1 ms of CPU *building* each query
+# (pypika), more than SQLite or MySQL take to answer it, and these run on every person scan.
+# Values go through the model fields' own converters, so both backends read and write alike.
+
+
+def _raw(model: type[Model]) -> tuple[Any, str]:
+    conn = model._meta.db
+    return conn, ("?" if conn.capabilities.dialect == "sqlite" else "%s")
+
+
+def _when(model: type[Model], field: str, value: Any) -> datetime | None:
+    if value is None:
+        return None
+    dt: datetime = model._meta.fields_map[field].to_python_value(value)
+    return clock.local(dt)
+
+
+async def _appointments_today(person_id: int, now: datetime) -> list[dict[str, Any]]:
+    from models.appointments import Appointment
+
+    start = datetime.combine(clock.local(now).date(), time.min, tzinfo=clock.SHANGHAI)
+    starts = Appointment._meta.fields_map["starts_at"]
+    conn, ph = _raw(Appointment)
+    rows = await conn.execute_query_dict(
+        f"SELECT a.id, h.code AS hall_code, h.name AS hall_name, a.window_kind, a.item_code, "  # noqa: S608 - table names from model meta, values bound
+        f"a.status, a.starts_at FROM {Appointment._meta.db_table} a "
+        f"JOIN {Hall._meta.db_table} h ON h.id = a.hall_id "
+        f"WHERE a.person_id = {ph} AND a.starts_at >= {ph} AND a.starts_at < {ph} "
+        f"ORDER BY a.starts_at",
+        [person_id, starts.to_db_value(start, Appointment),
+         starts.to_db_value(start + timedelta(days=1), Appointment)])
+    return [{"id": a["id"], "hall_code": a["hall_code"], "hall_name": a["hall_name"],
+             "window_kind": str(a["window_kind"]), "item_code": a["item_code"],
+             "status": str(a["status"]),
+             "starts_at": _when(Appointment, "starts_at", a["starts_at"])}
+            for a in rows]
+
+
+async def _open_cases(person_id: int) -> list[dict[str, Any]]:
+    from models.cases import Case
+
+    conn, ph = _raw(Case)
+    closed = ", ".join([ph] * len(_CLOSED_CASE_STATES))
+    rows = await conn.execute_query_dict(
+        f"SELECT id, title, item_code, bundle_code, status, due_at FROM {Case._meta.db_table} "  # noqa: S608 - table name from model meta, values bound
+        f"WHERE person_id = {ph} AND status NOT IN ({closed}) ORDER BY id DESC LIMIT 20",
+        [person_id, *_CLOSED_CASE_STATES])
+    return [{"id": c["id"], "title": c["title"], "item_code": c["item_code"],
+             "bundle_code": c["bundle_code"], "status": str(c["status"]),
+             "due_at": _when(Case, "due_at", c["due_at"])}
+            for c in rows]
+
+
+async def _scan_long(actor: Principal, token: str, raw: str | None,
+                     entry: dict[str, Any]) -> dict[str, Any]:
+    r = cache.redis()
+    if raw is None:
+        data = await _load_long(token)
+        await r.set(_long_cache_key(token), json.dumps(data, ensure_ascii=False),
+                    ex=LONG_VIEW_TTL if data["st"] == "active" else NEGATIVE_TTL)
+    else:
+        data = json.loads(raw)
+    if data["st"] == "revoked":
+        raise AppError(ErrorCode.code_revoked)
+    if data["st"] != "active":
+        raise AppError(ErrorCode.code_unrecognised)
+    entry["kind"] = data["k"]
+    if data["k"] == CodeKind.doorplate.value:
+        entry["doorplate"] = data["id"]
+        view = dict(data["view"])
+        entry["shown"] = ["address", "grid_worker", "nearest_halls"]
+        if actor.user_id in data["workers"] and actor.has(Role.community_worker):
+            view["households"] = await _households(data["id"])
+            entry["shown"].append("households")
+            entry["org"] = data["view"]["community"]
+        return {"doorplate": view}
+    entry["enterprise"] = data["id"]
+    view = dict(data["view"])
+    entry["shown"] = ["profile", "public_licences"]
+    if actor.has(Role.enterprise_agent) and await EnterpriseAgent.exists(
+            enterprise_id=data["id"], user_id=actor.user_id):
+        if _registered("Policy"):
+            view["policies"] = await _matching_policies(data["id"])
+            entry["shown"].append("policies")
+        if _registered("Case"):
+            view["cases"] = await _enterprise_cases(data["id"])
+            entry["shown"].append("cases")
+    return {"enterprise": view}
+
+
+async def _households(doorplate_id: int) -> list[dict[str, Any]]:
+    from models.codes import Household
+
+    rows = await Household.filter(doorplate_id=doorplate_id).select_related("person") \
+        .order_by("id")
+    return [{"name": h.person.name_masked, "id_number": h.person.id_number_masked,
+             "sex": h.person.sex, "age": people.age_of(h.person), "relation": h.relation}
+            for h in rows]
+
+
+def _policy_matches(criteria: dict[str, Any], ent: Enterprise) -> bool:
+    """Enterprise criteria: every key present must match. An unknown key means a rule we
+    can't evaluate, so the policy is not claimed to match."""
+    facts: dict[str, Any] = {"industry": ent.industry, "size": ent.size, "county": ent.county}
+    for key, wanted in criteria.items():
+        if key == "tags":
+            if not set(wanted) <= set(ent.tags or []):
+                return False
+        elif key in facts:
+            allowed = wanted if isinstance(wanted, list) else [wanted]
+            if facts[key] not in allowed:
+                return False
+        elif key == "max_layoff_rate":
+            if ent.layoff_rate is None or ent.layoff_rate > float(wanted):
+                return False
+        else:
+            return False
+    return True
+
+
+async def _matching_policies(enterprise_id: int) -> list[dict[str, Any]]:
+    from models.policies import Audience, Policy, PolicyStatus
+
+    ent = await Enterprise.get(id=enterprise_id)
+    rows = await Policy.filter(audience=Audience.enterprise, status=PolicyStatus.published) \
+        .order_by("-published_at")
+    return [{"code": p.code, "title": p.title, "department": p.department, "url": p.url}
+            for p in rows if _policy_matches(dict(p.criteria or {}), ent)][:20]
+
+
+async def _enterprise_cases(enterprise_id: int) -> list[dict[str, Any]]:
+    from models.cases import Case
+
+    rows = await Case.filter(enterprise_id=enterprise_id).order_by("-id").limit(20) \
+        .values("id", "title", "item_code", "bundle_code", "status", "due_at")
+    return [{"id": c["id"], "title": c["title"], "item_code": c["item_code"],
+             "bundle_code": c["bundle_code"], "status": str(c["status"]),
+             "due_at": clock.local(c["due_at"]).isoformat() if c["due_at"] else None}
+            for c in rows]
+
+
+# --- who scanned my code --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanSeen:
+    id: int
+    at: datetime
+    scanner_role: str
+    scanner_org: str
+    outcome: str
+    shown: list[str]
+
+
+async def scans_of_my_code(*, user_id: int, cursor: int | None,
+                           limit: int) -> tuple[list[ScanSeen], int | None]:
+    person = await people.person_of(user_id)
+    if person is None:
+        return [], None
+    try:
+        await flush_scan_logs()  # the resident should see a scan made a second ago
+    except Exception:
+        # The list still answers from the database; the periodic flush catches up.
+        log.exception("scan log flush failed")
+    qs = ScanLog.filter(subject_person_id=person.id).order_by("-id")
+    if cursor:
+        qs = qs.filter(id__lt=cursor)
+    rows = await qs.limit(limit + 1)
+    page = rows[:limit]
+    out = [ScanSeen(id=r.id, at=clock.local(r.at), scanner_role=role_label(list(r.scanner_roles)),
+                    scanner_org=r.scanner_org, outcome=r.outcome,
+                    shown=[s.split(":", 1)[0] for s in r.shown]) for r in page]
+    return out, (page[-1].id if len(rows) > limit else None)
+
+
+# --- licences and grids (used by seeding and by the other domains) -------------------------
+
+
+async def grant_licence(*, kind: str, title: str, number_masked: str, issuer: str,
+                        issued_on: date, valid_until: date | None = None,
+                        person_id: int | None = None, enterprise_id: int | None = None,
+                        is_public: bool = False) -> ElectronicLicence:
+    if (person_id is None) == (enterprise_id is None):
+        raise ValueError("a licence belongs to exactly one person or enterprise")
+    lic, _ = await ElectronicLicence.update_or_create(
+        person_id=person_id, enterprise_id=enterprise_id, kind=kind,
+        defaults={"title": title, "number_masked": number_masked, "issuer": issuer,
+                  "issued_on": issued_on, "valid_until": valid_until, "is_public": is_public})
+    if enterprise_id is not None:
+        await invalidate_views(enterprise_id=enterprise_id)
+    return lic
+
+
+async def assign_grid_worker(*, user_id: int, county: str, community: str,
+                             contact_name: str, contact_phone: str) -> GridAssignment:
+    grid, _ = await GridAssignment.update_or_create(
+        user_id=user_id, county=county, community=community,
+        defaults={"contact_name": contact_name, "contact_phone": contact_phone,
+                  "is_active": True})
+    for plate in await DoorPlate.filter(county=county, community=community):
+        await invalidate_views(doorplate_id=plate.id)
+    return grid
