@@ -7,4 +7,11 @@ MODEL_MODULES: list[str] = [
     "models.notifications",
     "models.idempotency",
     "models.catalogue",
+    "models.feedback",
+    "models.ratings",
+    "models.guide",
+    "models.policies",
+    "models.cases",
+    "models.codes",
+    "models.appointments",
 ]

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
         default_factory=lambda: {"complaint": 5, "unresolved": 3, "suggestion": 10}
     )
     feedback_autoclose_days: int = 7
+    feedback_daily_limit: int = 20
     feedback_default_department: str = "市政务服务中心"
     # 好差评: 差评整改时限 (working days) and how many more working days each escalation
     # level waits.

@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from miniprogram_stub.client import Journeys
+from miniprogram_stub.journeys import appointments as appointment_journeys
 from miniprogram_stub.journeys import cases, foundation
+from miniprogram_stub.journeys import codes as code_journeys
+from miniprogram_stub.journeys import feedback as feedback_journeys
 from miniprogram_stub.journeys import guide as guide_journeys
 
 Journey = Callable[[Journeys], Awaitable[None]]
@@ -20,5 +23,8 @@ Journey = Callable[[Journeys], Awaitable[None]]
 ALL: list[Journey] = [
     *foundation.JOURNEYS,
     *cases.JOURNEYS,
+    *feedback_journeys.JOURNEYS,
     *guide_journeys.JOURNEYS,
+    *appointment_journeys.JOURNEYS,
+    *code_journeys.JOURNEYS,
 ]
