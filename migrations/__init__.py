@@ -1,0 +1,1 @@
+"""Schema migrations, Tortoise ORM native (see docs/migrations.md)."""
