@@ -205,7 +205,7 @@ async def test_due_time_counts_working_days_across_national_day_with_a_paused_su
     await transition(actor=world.staff, case_id=case.id, action=Action.accept)
     case = await Case.get(id=case.id)
     # 29, 30 Sep, 8, 9, 10(Sat), 12, 13, 14, 15, 16 Oct.
-    assert clock.local(case.due_at).date() == date(2026, 10, 16)  # type: ignore[arg-type]
+    assert clock.local(case.due_at).date() == date(2026, 10, 16)
 
     fixed_clock.set(2026, 9, 30, 15, 0)
     await request_supplement(actor=world.staff, case_id=case.id,
@@ -218,7 +218,7 @@ async def test_due_time_counts_working_days_across_national_day_with_a_paused_su
     case = await Case.get(id=case.id)
     # The pause touched 30 Sep, 8 and 9 Oct, so those don't count: 29 Sep, 10(Sat), 12–16,
     # 19, 20, 21 Oct.
-    due = clock.local(case.due_at)  # type: ignore[arg-type]
+    due = clock.local(case.due_at)
     assert due.date() == date(2026, 10, 21)
     assert (due.hour, due.minute) == (23, 59)
 
@@ -356,6 +356,6 @@ async def test_timeline_records_who_when_note(world: World, fixed_clock: Clock) 
     assert (last.action, last.actor_kind, last.note) == ("accept", "staff", "材料齐全")
     assert last.actor_id == world.staff.user_id
     assert [str(a) for a in view.actions] == ["withdraw"]
-    assert clock.local(view.case.accepted_at) == datetime(2026, 9, 28, 11, 30, tzinfo=TZ)  # type: ignore[arg-type]
+    assert clock.local(view.case.accepted_at) == datetime(2026, 9, 28, 11, 30, tzinfo=TZ)
     assert view.reopen_until is None
     assert timedelta(0) < view.case.due_at - view.case.accepted_at  # type: ignore[operator]
