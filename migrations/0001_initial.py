@@ -322,7 +322,7 @@ class Migration(migrations.Migration):
                 ('checked_in_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('no_show_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'appointments', 'app': 'models', 'unique_together': (('slot', 'person', 'holding'),), 'indexes': [Index(fields=['status', 'ends_at']), Index(fields=['person', 'status'])], 'pk_attr': 'id'},
+            options={'table': 'appointments', 'app': 'models', 'unique_together': (('slot', 'person', 'holding'),), 'indexes': [Index(fields=['status', 'ends_at']), Index(fields=['person_id', 'status'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(

@@ -134,7 +134,7 @@ class Appointment(Model):
     class Meta:
         table = "appointments"
         unique_together = (("slot", "person", "holding"),)
-        indexes = (("status", "ends_at"), ("person", "status"))
+        indexes = (("status", "ends_at"), ("person_id", "status"))
 
 
 class WaitlistEntry(Model):
