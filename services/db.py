@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tortoise import Tortoise
+from tortoise import Tortoise, connections
 
 from models import MODEL_MODULES
 from services.settings import Settings, get_settings
@@ -42,6 +42,10 @@ async def open_db(settings: Settings | None = None) -> None:
     # Tortoise 1.x otherwise keeps its context per task.
     await Tortoise.init(config=tortoise_config(settings.database_url),
                         _enable_global_fallback=True)
+    # Connect now rather than lazily on the first query: requests start arriving while the
+    # after-start listeners still run, and two first queries racing to open the lazy
+    # connection hung the worker for good (reproduced under a readiness probe).
+    await connections.get("default").execute_query("SELECT 1")
 
 
 async def close_db() -> None:
