@@ -80,6 +80,39 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
+def _out_of_range(value: Any, path: str = "") -> str | None:
+    """The first integer no database column can hold (ids, cursors, counts), by field path."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return path or "body" if abs(value) > _MAX_ID else None
+    if isinstance(value, BaseModel):
+        value = dict(value)
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _out_of_range(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
+def _validated(model: type[BaseModel], raw: dict[str, Any]) -> BaseModel:
+    try:
+        parsed = model.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+    # A 30-digit id validates as an int but overflows the driver: refuse it here, as input.
+    bad = _out_of_range(parsed)
+    if bad:
+        raise AppError(ErrorCode.validation_failed, fields={bad: "数值超出范围"})
+    return parsed
+
+
 def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
     if not request.body:
         raw: Any = {}
@@ -94,10 +127,7 @@ def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
     if not isinstance(raw, dict):
         raise AppError(ErrorCode.validation_failed, "请求体应为 JSON 对象",
                        fields={"body": "应为 JSON 对象"})
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise validation_error(exc) from exc
+    return _validated(model, raw)
 
 
 def _parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
@@ -110,10 +140,7 @@ def _parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
         if not values:
             continue
         raw[key] = values if _is_list(field.annotation) else values[0]
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise validation_error(exc) from exc
+    return _validated(model, raw)
 
 
 def _is_list(annotation: Any) -> bool:

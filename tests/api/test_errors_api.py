@@ -86,3 +86,12 @@ async def test_impossible_path_ids_are_404_not_500(api):
     admin = await api.login("root", Role.admin)
     long_role = await admin.delete(f"/api/v1/admin/users/{admin.user_id}/roles/{'x' * 80}")
     assert_envelope(long_role, 404, "not_found")
+
+
+async def test_integers_beyond_bigint_are_422_not_500(api):
+    from models.users import Role
+
+    admin = await api.login("root", Role.admin)
+    resp = await admin.get("/api/v1/admin/audit", params={"cursor": 2259924245239954931712})
+    assert_envelope(resp, 422, "validation_failed")
+    assert resp.json["error"]["fields"] == {"cursor": "数值超出范围"}
