@@ -13,14 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import tempfile
 import time
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlparse
 
 os.environ.setdefault("XQ_ENV", "test")
 
@@ -37,29 +35,6 @@ from services.identity import _id_check_char
 MYSQL_URL = os.environ.get("XQ_BENCH_MYSQL_URL", "mysql://root:@127.0.0.1:3306")
 # A fixed Friday so slots, holidays and the booking horizon are the same on every run.
 NOW = datetime(2026, 9, 18, 10, 0, tzinfo=clock.SHANGHAI)
-
-
-def _reachable(url: str) -> bool:
-    p = urlparse(url)
-    try:
-        with socket.create_connection((p.hostname or "127.0.0.1", p.port or 3306), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-async def _admin(sql: str) -> None:
-    import aiomysql
-
-    p = urlparse(MYSQL_URL)
-    conn = await aiomysql.connect(host=p.hostname or "127.0.0.1", port=p.port or 3306,
-                                  user=p.username or "root", password=p.password or "")
-    try:
-        async with conn.cursor() as cur:
-            await cur.execute(sql)
-        await conn.commit()
-    finally:
-        conn.close()
 
 
 async def _residents(n: int) -> list[Principal]:
@@ -114,10 +89,10 @@ async def _check(all_slots: list[Slot]) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     clock.now = lambda: NOW
-    use_mysql = _reachable(MYSQL_URL) and not args.sqlite
+    use_mysql = db.server_reachable(MYSQL_URL, 3306) and not args.sqlite
     name = f"xq_bench_{uuid.uuid4().hex[:8]}"
     if use_mysql:
-        await _admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        await db.create_database(MYSQL_URL, name)
         url = f"{MYSQL_URL.rstrip('/')}/{name}?maxsize={args.pool}"
     else:
         url = f"sqlite://{tempfile.mkdtemp()}/bench.sqlite3"
@@ -147,7 +122,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         await Tortoise.close_connections()
         if use_mysql:
-            await _admin(f"DROP DATABASE IF EXISTS `{name}`")
+            await db.drop_database(MYSQL_URL, name)
 
 
 def _report(label: str, n: int, outcomes: Counter[str], secs: float, k: int,

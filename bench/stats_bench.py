@@ -13,13 +13,11 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import statistics
 import tempfile
 import time
 import uuid
 from datetime import timedelta
-from urllib.parse import urlparse
 
 os.environ.setdefault("XQ_ENV", "test")
 
@@ -35,29 +33,6 @@ MYSQL_URL = os.environ.get("XQ_BENCH_MYSQL_URL", "mysql://root:@127.0.0.1:3306")
 HALLS = [f"H-B-{i:02d}" for i in range(15)]
 DEPTS = [f"部门{i:02d}" for i in range(20)]
 STATUSES = list(CaseStatus)
-
-
-def _reachable(url: str) -> bool:
-    p = urlparse(url)
-    try:
-        with socket.create_connection((p.hostname or "127.0.0.1", p.port or 3306), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-async def _admin(sql: str) -> None:
-    import aiomysql
-
-    p = urlparse(MYSQL_URL)
-    conn = await aiomysql.connect(host=p.hostname or "127.0.0.1", port=p.port or 3306,
-                                  user=p.username or "root", password=p.password or "")
-    try:
-        async with conn.cursor() as cur:
-            await cur.execute(sql)
-        await conn.commit()
-    finally:
-        conn.close()
 
 
 async def _fill(args: argparse.Namespace) -> tuple[Principal, list[int]]:
@@ -138,10 +113,10 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    use_mysql = _reachable(MYSQL_URL) and not args.sqlite
+    use_mysql = db.server_reachable(MYSQL_URL, 3306) and not args.sqlite
     name = f"xq_bench_{uuid.uuid4().hex[:8]}"
     if use_mysql:
-        await _admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        await db.create_database(MYSQL_URL, name)
         url = f"{MYSQL_URL.rstrip('/')}/{name}?maxsize={args.pool}"
     else:
         url = f"sqlite://{tempfile.mkdtemp()}/bench.sqlite3"
@@ -154,7 +129,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         await Tortoise.close_connections()
         if use_mysql:
-            await _admin(f"DROP DATABASE IF EXISTS `{name}`")
+            await db.drop_database(MYSQL_URL, name)
 
 
 if __name__ == "__main__":

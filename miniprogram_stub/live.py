@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from services import db
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
@@ -30,25 +32,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _mysql(sql: str, url: str) -> None:
-    from urllib.parse import urlparse
-
-    import aiomysql
-
-    async def run() -> None:
-        p = urlparse(url)
-        conn = await aiomysql.connect(host=p.hostname or "127.0.0.1", port=p.port or 3306,
-                                      user=p.username or "root", password=p.password or "")
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(sql)
-            await conn.commit()
-        finally:
-            conn.close()
-
-    asyncio.run(run())
 
 
 def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -102,8 +85,7 @@ def main() -> int:
     mysql_url = os.environ.get("XQ_TEST_MYSQL_URL", "mysql://root:@127.0.0.1:3306")
     if args.real:
         db_name = f"xq_live_{uuid.uuid4().hex[:8]}"
-        _mysql(f"CREATE DATABASE `{db_name}` CHARACTER SET utf8mb4", mysql_url)
-        env["XQ_DATABASE_URL"] = f"{mysql_url.rstrip('/')}/{db_name}"
+        env["XQ_DATABASE_URL"] = asyncio.run(db.create_database(mysql_url, db_name))
         env["XQ_REDIS_URL"] = os.environ.get("XQ_LIVE_REDIS_URL", "redis://127.0.0.1:6379/11")
         workers = ["--workers", str(args.workers)]
     else:
@@ -146,7 +128,7 @@ def main() -> int:
             print("--- server log (tail) ---")
             print((tmp / "server.log").read_text(errors="replace")[-6000:])
         if db_name:
-            _mysql(f"DROP DATABASE IF EXISTS `{db_name}`", mysql_url)
+            asyncio.run(db.drop_database(mysql_url, db_name))
         shutil.rmtree(tmp, ignore_errors=True)
 
 

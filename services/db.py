@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import socket
 from typing import Any
+from urllib.parse import urlparse
 
 from tortoise import Tortoise, connections
 
@@ -74,3 +77,48 @@ def _ensure_sqlite_folder(url: str) -> None:
         from pathlib import Path
 
         Path(url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+
+
+# --- Throwaway MySQL databases: tests, benchmarks and the live journey runner ------------------
+
+_DB_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+def server_reachable(url: str, default_port: int) -> bool:
+    """Whether something listens at the URL's host and port (MariaDB, Redis) right now."""
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1",
+                                       parsed.port or default_port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def _mysql_admin(server_url: str, sql: str) -> None:
+    import aiomysql
+
+    p = urlparse(server_url)
+    conn = await aiomysql.connect(host=p.hostname or "127.0.0.1", port=p.port or 3306,
+                                  user=p.username or "root", password=p.password or "")
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(sql)
+        await conn.commit()
+    finally:
+        conn.close()
+
+
+async def create_database(server_url: str, name: str) -> str:
+    """Create database ``name`` on the MySQL server and return its Tortoise URL."""
+    if not _DB_NAME.match(name):
+        raise ValueError(f"unsafe database name {name!r}")
+    await _mysql_admin(server_url, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 "
+                                   "COLLATE utf8mb4_unicode_ci")
+    return f"{server_url.rstrip('/')}/{name}"
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    if not _DB_NAME.match(name):
+        raise ValueError(f"unsafe database name {name!r}")
+    await _mysql_admin(server_url, f"DROP DATABASE IF EXISTS `{name}`")

@@ -15,12 +15,10 @@ sanic-testing's per-request restarts never reopen or wipe them.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 os.environ.setdefault("XQ_ENV", "test")
 os.environ.setdefault("XQ_LOG_REQUESTS", "false")
@@ -40,20 +38,10 @@ MYSQL_URL = os.environ.get("XQ_TEST_MYSQL_URL", "mysql://root:@127.0.0.1:3306")
 REDIS_URL = os.environ.get("XQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
-def _reachable(url: str, default_port: int) -> bool:
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1",
-                                       parsed.port or default_port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def _backend() -> str:
     choice = os.environ.get("XQ_TEST_BACKEND", "auto")
     if choice == "auto":
-        real = _reachable(MYSQL_URL, 3306) and _reachable(REDIS_URL, 6379)
+        real = db.server_reachable(MYSQL_URL, 3306) and db.server_reachable(REDIS_URL, 6379)
         return "real" if real else "embedded"
     if choice not in ("real", "embedded"):
         raise pytest.UsageError(f"XQ_TEST_BACKEND must be auto, real or embedded, not {choice}")
@@ -80,20 +68,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip)
 
 
-async def _mysql_admin(sql: str) -> None:
-    import aiomysql
-
-    p = urlparse(MYSQL_URL)
-    conn = await aiomysql.connect(host=p.hostname or "127.0.0.1", port=p.port or 3306,
-                                  user=p.username or "root", password=p.password or "")
-    try:
-        async with conn.cursor() as cur:
-            await cur.execute(sql)
-        await conn.commit()
-    finally:
-        conn.close()
-
-
 @dataclass
 class Backend:
     kind: str
@@ -104,9 +78,7 @@ class Backend:
 async def backend(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Backend]:
     if BACKEND == "real":
         name = f"xq_test_{uuid.uuid4().hex[:10]}"
-        await _mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 "
-                           "COLLATE utf8mb4_unicode_ci")
-        url = f"{MYSQL_URL.rstrip('/')}/{name}"
+        url = await db.create_database(MYSQL_URL, name)
         r = cache.connect(REDIS_URL)
         await r.flushdb()
     else:
@@ -125,7 +97,7 @@ async def backend(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bac
         await r.flushdb()
         await r.aclose()
         if name:
-            await _mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
+            await db.drop_database(MYSQL_URL, name)
 
 
 def _tables() -> list[str]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKEND, MYSQL_URL, _mysql_admin
+from services import db
+from tests.conftest import BACKEND, MYSQL_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,11 +30,11 @@ def _manage(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
 async def empty_database(tmp_path):
     if BACKEND == "real":
         name = f"xq_mig_{uuid.uuid4().hex[:8]}"
-        await _mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        url = await db.create_database(MYSQL_URL, name)
         try:
-            yield f"{MYSQL_URL.rstrip('/')}/{name}"
+            yield url
         finally:
-            await _mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
+            await db.drop_database(MYSQL_URL, name)
     else:
         yield f"sqlite://{tmp_path / 'fresh.sqlite3'}"
 
