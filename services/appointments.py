@@ -12,9 +12,11 @@ deadlock the database still reports is retried.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
+import random
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -65,16 +67,19 @@ def _is_deadlock(exc: Exception) -> bool:
     return "1213" in text or "Deadlock" in text or "1205" in text or "database is locked" in text
 
 
-async def _retrying(fn: Callable[[], Awaitable[T]], *, attempts: int = 4) -> T:
+async def _retrying(fn: Callable[[], Awaitable[T]], *, attempts: int = 8) -> T:
     for attempt in range(attempts):
         try:
             return await fn()
         except OperationalError as exc:
             # InnoDB resolves a lock cycle by rolling one transaction back; the rolled-back
-            # one is safe to run again from the start.
+            # one is safe to run again from the start. A cancel (updating the unique holding
+            # index) and a waitlist promotion (inserting into it) can meet in the same gap, so
+            # retries back off with jitter rather than collide again in lockstep.
             if not _is_deadlock(exc) or attempt == attempts - 1:
                 raise
             log.info("booking transaction retried after deadlock", extra={"attempt": attempt})
+            await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
     raise AssertionError("unreachable")
 
 
