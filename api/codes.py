@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -322,7 +323,9 @@ async def doorplate_sheet(_request: Request, query: SheetQuery,
                           principal: Principal) -> HTTPResponse:
     entries = await codes.doorplate_codes(actor=principal,
                                           plate_codes=query.plate_codes)
-    sheet = doorplates.render_sheet(entries)
+    # Rasterising a sheet of QR codes is CPU work in Pillow: off the event loop, so a print
+    # job doesn't stall every other request on this worker.
+    sheet = await asyncio.to_thread(doorplates.render_sheet, entries)
     headers: dict[str, Any] = {
         "X-Label-Font": "cjk" if sheet.cjk_labels else "ascii-fallback",
         "Content-Disposition": 'attachment; filename="doorplates.png"',

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -68,26 +67,10 @@ def bare_app() -> Any:
 
 
 def real_app() -> Any:
-    """The real app. Not ``sanic api.app:create_app --factory`` directly: the sanic CLI calls a
-    factory with its argparse Namespace as the first argument, which create_app takes for
-    ``settings`` (reported to the lead)."""
-    from tortoise.context import get_current_context, set_global_context
-
+    """The real app, exactly as ``sanic api.app:create_app --factory`` builds it."""
     from api.app import create_app
 
-    app = create_app()
-
-    @app.before_server_start
-    async def share_orm_context(_app: Any) -> None:
-        # services.db.open_db runs Tortoise.init inside this listener's task, whose context
-        # the request tasks don't inherit (Tortoise 1.x keeps it in a contextvar unless
-        # _enable_global_fallback). Reported to the lead; until then the bench shares it here.
-        ctx = get_current_context()
-        if ctx is not None:
-            with contextlib.suppress(Exception):
-                set_global_context(ctx)
-
-    return app
+    return create_app()
 
 
 # --- preparation --------------------------------------------------------------------------
