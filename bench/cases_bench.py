@@ -15,21 +15,17 @@ import asyncio
 import contextlib
 import os
 import statistics
-import tempfile
 import time
-import uuid
 
 os.environ.setdefault("XQ_ENV", "test")
 
-from tortoise import Tortoise
 
+from bench.database import bench_database
 from models.cases import Case, HelperAssignment
 from models.users import Person, Role, User, UserRole
-from services import cache, cases, clock, db, helpers, people, seed
+from services import cases, clock, helpers, people, seed
 from services.auth import Principal
 from services.errors import AppError
-
-MYSQL_URL = os.environ.get("XQ_BENCH_MYSQL_URL", "mysql://root:@127.0.0.1:3306")
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -96,24 +92,9 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    use_mysql = db.server_reachable(MYSQL_URL, 3306) and not args.sqlite
-    name = f"xq_bench_{uuid.uuid4().hex[:8]}"
-    if use_mysql:
-        await db.create_database(MYSQL_URL, name)
-        url = f"{MYSQL_URL.rstrip('/')}/{name}?maxsize={args.pool}"
-    else:
-        url = f"sqlite://{tempfile.mkdtemp()}/bench.sqlite3"
-    print(f"backend: {'MySQL/MariaDB, pool ' + str(args.pool) if use_mysql else 'SQLite'}")
-    cache.use(cache.connect("memory://"))
-    try:
-        await Tortoise.init(config=db.tortoise_config(url))
-        await Tortoise.generate_schemas()
+    async with bench_database(pool=args.pool, sqlite=args.sqlite) as backend:
+        print(f"backend: {backend}")
         await _run(args)
-    finally:
-        await Tortoise.close_connections()
-        if use_mysql:
-            await db.drop_database(MYSQL_URL, name)
-
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

@@ -14,22 +14,19 @@ import asyncio
 import os
 import random
 import statistics
-import tempfile
 import time
-import uuid
 from datetime import timedelta
 
 os.environ.setdefault("XQ_ENV", "test")
 
-from tortoise import Tortoise
 
+from bench.database import bench_database
 from models.cases import Case, CaseStatus, HelperAssignment
 from models.ratings import LEVEL_LABELS, Rating, RectificationTask, TargetType
 from models.users import User
-from services import cache, clock, db, ratings, stats
+from services import clock, ratings, stats
 from services.auth import Principal
 
-MYSQL_URL = os.environ.get("XQ_BENCH_MYSQL_URL", "mysql://root:@127.0.0.1:3306")
 HALLS = [f"H-B-{i:02d}" for i in range(15)]
 DEPTS = [f"部门{i:02d}" for i in range(20)]
 STATUSES = list(CaseStatus)
@@ -113,24 +110,9 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    use_mysql = db.server_reachable(MYSQL_URL, 3306) and not args.sqlite
-    name = f"xq_bench_{uuid.uuid4().hex[:8]}"
-    if use_mysql:
-        await db.create_database(MYSQL_URL, name)
-        url = f"{MYSQL_URL.rstrip('/')}/{name}?maxsize={args.pool}"
-    else:
-        url = f"sqlite://{tempfile.mkdtemp()}/bench.sqlite3"
-    print(f"backend: {'MySQL/MariaDB, pool ' + str(args.pool) if use_mysql else 'SQLite'}")
-    cache.use(cache.connect("memory://"))
-    try:
-        await Tortoise.init(config=db.tortoise_config(url))
-        await Tortoise.generate_schemas()
+    async with bench_database(pool=args.pool, sqlite=args.sqlite) as backend:
+        print(f"backend: {backend}")
         await _run(args)
-    finally:
-        await Tortoise.close_connections()
-        if use_mysql:
-            await db.drop_database(MYSQL_URL, name)
-
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
