@@ -252,7 +252,9 @@ def endpoint(
             if isinstance(result, HTTPResponse):
                 return result
             if isinstance(result, BaseModel):
-                return json(result.model_dump(mode="json"), status=status)
+                # One pass in pydantic's Rust core: half the cost of dump-then-json.dumps.
+                return HTTPResponse(result.model_dump_json(), status=status,
+                                    content_type="application/json")
             return json(result, status=status)
 
         responses = []
