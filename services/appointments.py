@@ -37,7 +37,7 @@ from models.appointments import (
 )
 from models.catalogue import Hall, ServiceItem
 from models.users import Person, Role, User
-from services import audit, clock, jobs, notifications, people, ratelimit, slots
+from services import audit, clock, deskview, jobs, notifications, people, ratelimit, slots
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.settings import get_settings
@@ -230,6 +230,7 @@ async def book(
                                       green=green, resident_id=resident_id)
 
     appt = await _retrying(attempt)
+    await deskview.changed(person.id)
     if by_worker:
         # The worker typed in someone's name and ID number: leave a trace the person can see
         # in their access log.
@@ -326,6 +327,7 @@ async def cancel(*, actor: Principal, appointment_id: int) -> Appointment:
             return row
 
     row = await _retrying(attempt)
+    await deskview.changed(row.person_id)  # type: ignore[attr-defined]
     await offer_waitlist(slot_id=row.slot_id)  # type: ignore[attr-defined]
     return await get(actor=actor, appointment_id=row.id)
 
@@ -367,6 +369,7 @@ async def reschedule(*, actor: Principal, appointment_id: int, slot_id: int) -> 
             return row, old_slot_id
 
     row, old_slot_id = await _retrying(attempt)
+    await deskview.changed(row.person_id)  # type: ignore[attr-defined]
     await offer_waitlist(slot_id=old_slot_id)
     if row.resident_id is not None and row.resident_id != actor.user_id:  # type: ignore[attr-defined]
         await _queue_notice(row.id, f"moved:{_stamp(row.starts_at)}")
@@ -413,6 +416,7 @@ async def offer_waitlist(*, slot_id: int, max_tries: int = 20) -> list[Appointme
                                                             "reason": exc.code.name})
             continue
         made.append(appt)
+        await deskview.changed(entry.person_id)  # type: ignore[attr-defined]
         await _queue_notice(appt.id, "promoted")
     return made
 
@@ -438,6 +442,7 @@ async def _mark_checked_in(appt: Appointment) -> Appointment:
         status=AppointmentStatus.checked_in, checked_in_at=clock.now())
     if not done:
         raise AppError(ErrorCode.appointment_not_active)
+    await deskview.changed(appt.person_id)  # type: ignore[attr-defined]
     await appt.refresh_from_db()
     return appt
 
@@ -516,8 +521,15 @@ async def _notify_job(payload: dict[str, Any]) -> None:
 
 async def mark_no_shows() -> int:
     now = clock.now()
-    return await Appointment.filter(status=AppointmentStatus.booked, ends_at__lt=now).update(
+    due = await Appointment.filter(status=AppointmentStatus.booked, ends_at__lt=now
+                                   ).values_list("id", "person_id")
+    if not due:
+        return 0
+    marked = await Appointment.filter(id__in=[i for i, _ in due],
+                                      status=AppointmentStatus.booked).update(
         status=AppointmentStatus.no_show, no_show_at=now)
+    await deskview.changed(*{pid for _, pid in due})
+    return marked
 
 
 async def send_reminders(*, batch: int = 500) -> int:

@@ -39,7 +39,7 @@ from models.cases import (
 from models.catalogue import Bundle, Hall, ServiceItem
 from models.enterprises import EnterpriseAgent
 from models.users import User
-from services import clock, jobs, notifications, workcalendar
+from services import clock, deskview, jobs, notifications, workcalendar
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.settings import get_settings
@@ -369,6 +369,7 @@ async def open_case(
         event = await CaseEvent.create(case=case, actor_id=actor.user_id, actor_kind=kind,
                                        action="submit", from_status=None, to_status=S.submitted,
                                        note=note[:500], using_db=conn)
+    await deskview.changed(case.person_id)  # type: ignore[attr-defined]
     await _notify(case, event)
     return case
 
@@ -487,6 +488,7 @@ async def _move(
             case_id=case.id, actor_id=actor.user_id, actor_kind=kind, action=action,
             from_status=before, to_status=case.status, note=note.strip()[:500], using_db=conn,
         )
+    await deskview.changed(case.person_id)  # type: ignore[attr-defined]
     await _notify(case, event)
     return case
 

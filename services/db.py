@@ -20,6 +20,11 @@ def tortoise_config(database_url: str | None = None) -> dict[str, Any]:
     if url.startswith("mysql://") and "charset=" not in url:
         # utf8mb4: residents' names include characters outside the BMP.
         url += ("&" if "?" in url else "?") + "charset=utf8mb4"
+    if url.startswith("sqlite://") and url != "sqlite://:memory:" and "synchronous=" not in url:
+        # WAL (Tortoise's default) with synchronous=NORMAL: commits don't wait for fsync; a
+        # power cut can lose the last commits but never corrupts the file. The embedded default
+        # is for laptops and demos, where a stalled commit costs more than that.
+        url += ("&" if "?" in url else "?") + "synchronous=NORMAL"
     return {
         "connections": {"default": url},
         "apps": {
@@ -122,3 +127,10 @@ async def drop_database(server_url: str, name: str) -> None:
     if not _DB_NAME.match(name):
         raise ValueError(f"unsafe database name {name!r}")
     await _mysql_admin(server_url, f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def has_model(name: str) -> bool:
+    """Whether the ORM knows this model (a deployment may run without some domains)."""
+    apps = Tortoise.apps
+    return apps is not None and any(label == "models" and name in models
+                                    for label, models in apps.items())
