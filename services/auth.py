@@ -13,7 +13,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
@@ -37,13 +37,17 @@ class Principal:
 
     user_id: int
     roles: frozenset[str]
+    # Asked on every request, so answered once: str() of an enum member is not free.
+    is_staff: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_staff", not self.roles.isdisjoint(_STAFF_ROLES))
 
     def has(self, *roles: Role | str) -> bool:
-        return any(str(r) in self.roles for r in roles)
+        return any((r.value if isinstance(r, Role) else r) in self.roles for r in roles)
 
-    @property
-    def is_staff(self) -> bool:
-        return self.has(Role.staff, Role.admin)
+
+_STAFF_ROLES = frozenset({Role.staff.value, Role.admin.value})
 
 
 @dataclass(frozen=True)
