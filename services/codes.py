@@ -12,14 +12,14 @@ Tokens
   encrypted copy for re-printing) and cached in Redis with the public view they show, so the
   scan is one Redis GET; a Redis miss falls back to the database and re-fills the cache.
 
-The scan log is pushed onto a Redis list in the same round trip as nothing else could share it
-and flushed to the database in batches (``scan_log_mode="buffered"``, the default) or written
-with one INSERT per scan (``"direct"``); bench/scan_bench.py measures both.
+The scan is one Redis round trip in the common case: a Lua script counts it against the
+scanner's limit, reads the entry (and, for a staff scan of a person code, the person's cached
+desk view, services/deskview.py) and appends the scan log to a Redis list, flushed to the
+database in batches. bench/scan_bench.py measures it against a bare one-GET handler.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
@@ -28,13 +28,13 @@ import io
 import json
 import logging
 import math
+import os
 import re
 import secrets
 import struct
 import time as _time
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -43,16 +43,14 @@ import qrcode.image.svg
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.exceptions import LockError
-from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError
-from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from models.catalogue import Hall
 from models.codes import CodeKind, DoorPlate, ElectronicLicence, GridAssignment, IssuedCode, ScanLog
 from models.enterprises import Enterprise, EnterpriseAgent
 from models.users import Person, Role
-from services import cache, clock, jobs, people, pii, ratelimit
+from services import cache, clock, db, deskview, jobs, people, pii, ratelimit
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.identity import InvalidCreditCode, validate_uscc
@@ -85,8 +83,6 @@ ROLE_LABELS = {
 }
 _ROLE_RANK = [Role.admin, Role.staff, Role.community_worker, Role.helper,
               Role.enterprise_agent, Role.resident]
-# Cases in these states need nothing more from the window.
-_CLOSED_CASE_STATES = ("closed", "withdrawn", "rejected")
 
 
 # --- tokens -------------------------------------------------------------------------------
@@ -232,10 +228,8 @@ async def issue_person_code(*, user_id: int) -> IssuedQr:
     expires = int(now.timestamp()) + ttl
     nonce = secrets.token_bytes(9)
     token = sign_person_token(nonce, expires)
-    entry = {"pid": person.id, "uid": user_id, "exp": expires,
-             "v": await _person_static_view(person)}
-    await cache.redis().set(f"code:p:{nonce.hex()}", json.dumps(entry, ensure_ascii=False),
-                            ex=ttl)
+    static = await _person_static_view(person)
+    await cache.redis().set(f"code:p:{nonce.hex()}", _person_entry(person.id, static), ex=ttl)
     return IssuedQr(token=token, content=code_url(token),
                     expires_at=clock.local(datetime.fromtimestamp(expires, tz=clock.SHANGHAI)))
 
@@ -281,8 +275,7 @@ async def _issue_long(*, kind: CodeKind, subject_id: int, actor: Principal | Non
 async def _mark_revoked(token: str) -> None:
     # Overwrite rather than delete: a scan racing the revocation must not re-fill the cache
     # from a read that saw the code still active.
-    await cache.redis().set(_long_cache_key(token), json.dumps({"st": "revoked"}),
-                            ex=LONG_VIEW_TTL)
+    await cache.redis().set(_long_cache_key(token), "revoked", ex=LONG_VIEW_TTL)
 
 
 async def _revoke_long(*, kind: CodeKind, subject_id: int, actor: Principal) -> bool:
@@ -479,6 +472,7 @@ async def _doorplate_view(plate: DoorPlate) -> dict[str, Any]:
         "view": {"code": plate.code, "county": plate.county, "street": plate.street,
                  "community": plate.community, "address": plate.address, "lat": plate.lat,
                  "lng": plate.lng, "grid_worker": worker, "nearest_halls": nearest},
+        "shown": ["address", "grid_worker", "nearest_halls"],
         # Not shown: who may also see the households.
         "workers": [g.user_id for g in grid],  # type: ignore[attr-defined]
         "id": plate.id,
@@ -494,6 +488,7 @@ async def _enterprise_view(ent: Enterprise) -> dict[str, Any]:
                                             number=lic.number_masked, issuer=lic.issuer,
                                             issued_on=lic.issued_on,
                                             valid_until=lic.valid_until) for lic in lics]},
+        "shown": ["profile", "public_licences"],
         "id": ent.id,
     }
 
@@ -528,6 +523,99 @@ async def invalidate_views(*, enterprise_id: int | None = None,
 
 
 # --- scanning -----------------------------------------------------------------------------
+#
+# Cache entries are flat strings of JSON fragments: the scan script takes them apart without a
+# JSON parser, and the answer is spliced together from them rather than parsed and re-encoded
+# (that round trip was most of a scan's time). The separators, U+001F and U+001E, never occur
+# in JSON text (json.dumps escapes control characters):
+#   person code   code:p:<nonce>  "<person id>␟<shown on a staff scan>␟<identity object>
+#                                  ␟<licence object without its closing brace>␞<licence ...>"
+#   long-lived    code:l:<hash>   "active␟<kind>␟<id>␟,<grid worker ids>,␟<shown>␟<public view>"
+#                                 | "revoked" | "unknown"
+# A desk view (services/deskview.py) is the members of a JSON object, without the braces.
+
+_SEP = "\x1f"
+_REC = "\x1e"
+
+# One round trip for the common scan: count it against the scanner's limit, read what the
+# token stands for, and, when that settles what is shown, append the scan log — so nothing is
+# shown whose log entry is not already in Redis. What it can't settle (a person's desk view not
+# cached, a long-lived code not cached, a scanner who may see more) it hands back unlogged and
+# Python finishes, logging with the same fields.
+#   KEYS  1 the scanner's rate counter, 2 the code's entry, 3 the scan-log buffer
+#   ARGV  1 the log line's head (``_Scan.head``), 2 mode, 3 what the mode needs:
+#     refused  the token failed its own checks; 3 = "<kind>:<outcome>" to log
+#     staff    a person code, scanned by hall staff; 3 = today's desk-view key prefix
+#     other    a person code, scanned by anyone else; 3 unused
+#     long     an enterprise or door-plate code; 3 = "<c><a>,<scanner id>," where c / a is 1
+#              if the scanner is a community worker / an enterprise agent (who may see more)
+# The limit and its window are part of the script's text: every argument costs the client
+# time to encode, and they change only with the settings. The desk-view keys are built here
+# from the person id the entry holds — the caller can't know it. On a Redis Cluster they
+# would need a hash tag shared with the code entry.
+_SCAN_LUA = r"""
+local n = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], %(window)d) end
+if n > %(limit)d then return {'limited', redis.call('TTL', KEYS[1])} end
+
+local function log(kind, outcome, subject, shown)
+  redis.call('RPUSH', KEYS[3], ARGV[1] .. '\31' .. kind .. '\31' .. outcome .. '\31' .. subject
+             .. '\31' .. shown)
+end
+local function split(s)
+  local out, i = {}, 1
+  while true do
+    local j = string.find(s, '\31', i, true)
+    if not j then out[#out + 1] = string.sub(s, i); return out end
+    out[#out + 1] = string.sub(s, i, j - 1)
+    i = j + 1
+  end
+end
+
+local mode = ARGV[2]
+if mode == 'refused' then
+  local kind, outcome = string.match(ARGV[3], '^(%%a+):(%%a+)$')
+  log(kind, outcome, '', '[]')
+  return {'refused'}
+end
+local e = redis.call('GET', KEYS[2])
+if mode == 'staff' or mode == 'other' then
+  if not e then log('person', 'expired', '', '[]'); return {'expired'} end
+  local f = split(e)
+  local who = 'person:' .. f[1]
+  if mode == 'other' then log('person', 'forbidden', who, '[]'); return {'forbidden'} end
+  local gen = redis.call('GET', 'desk:gen:' .. f[1]) or '0'
+  local desk = redis.call('GET', ARGV[3] .. f[1])
+  if not desk or string.sub(desk, 1, #gen + 1) ~= gen .. '|' then return {'miss', e, gen} end
+  log('person', 'ok', who, f[2])
+  return {'ok', e, string.sub(desk, #gen + 2)}
+end
+if not e then return {'miss'} end
+local f = split(e)
+if f[1] == 'revoked' then log('unknown', 'revoked', '', '[]'); return {'revoked'} end
+if f[1] ~= 'active' then log('unknown', 'invalid', '', '[]'); return {'invalid'} end
+if (string.sub(ARGV[3], 2, 2) == '1' and f[2] == 'enterprise')
+    or (string.sub(ARGV[3], 1, 1) == '1' and f[2] == 'doorplate'
+        and string.find(f[4], string.sub(ARGV[3], 3), 1, true)) then
+  return {'extra', e}
+end
+log(f[2], 'ok', f[2] .. ':' .. f[3], f[5])
+return {'ok', e}
+"""
+
+_script: tuple[Any, int, int, Any] | None = None
+
+
+def _scan_script() -> Any:
+    """The script object bound to the current client and limits (tests and workers reopen
+    Redis, tests change the limit)."""
+    global _script
+    r, s = cache.redis(), get_settings()
+    limit, window = s.scan_rate_limit, s.scan_rate_window_seconds
+    if _script is None or _script[:3] != (r, limit, window):
+        _script = (r, limit, window,
+                   r.register_script(_SCAN_LUA % {"limit": limit, "window": window}))
+    return _script[3]
 
 
 @dataclass(frozen=True)
@@ -535,22 +623,65 @@ class Scanned:
     scan_id: str
     kind: str
     at: datetime
-    body: dict[str, Any]  # {"person": {...}} | {"enterprise": {...}} | {"doorplate": {...}}
+    # The whole answer as JSON text, ready to send; api/codes.py's ScanOut is its schema (and
+    # the tests hold every kind of answer to it).
+    document: str
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The scanned code's section, parsed: {"person": {...}} or {"enterprise": ...} ..."""
+        return {self.kind: json.loads(self.document)[self.kind]}
+
+
+def _document(uid: str, kind: str, at: str, section: str) -> str:
+    # uid is hex, kind one of three words, at an ISO timestamp: nothing here needs escaping.
+    return f'{{"scan_id":"{uid}","kind":"{kind}","scanned_at":"{at}","{kind}":{section}}}'
 
 
 _hall_names: dict[str, str] = {}
-_hall_names_at = 0.0
+_hall_names_at = -1e9
+_hall_names_tried = -1e9
 
 
 async def hall_name(code: str) -> str | None:
     """Hall names by code, cached in-process for five minutes: the catalogue changes a few
-    times a year and the scan should not pay a query for a label."""
-    global _hall_names, _hall_names_at
-    if _time.monotonic() - _hall_names_at > 300 or code not in _hall_names:
+    times a year and the scan should not pay a query for a label. An unknown code re-reads
+    at most every ten seconds, so a bad client can't turn every scan into a query."""
+    global _hall_names, _hall_names_at, _hall_names_tried
+    now = _time.monotonic()
+    if now - _hall_names_at > 300 or (code not in _hall_names and now - _hall_names_tried > 10):
+        _hall_names_tried = now
         rows = await Hall.all().values_list("code", "name")
         _hall_names = {str(c): str(n) for c, n in rows}
-        _hall_names_at = _time.monotonic()
+        _hall_names_at = now
     return _hall_names.get(code)
+
+
+@lru_cache(maxsize=1024)
+def _roles_json(roles: frozenset[str]) -> str:
+    return json.dumps(sorted(roles))
+
+
+@lru_cache(maxsize=256)
+def _json_str(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """One scan's identity, for its log line and its watermark."""
+
+    uid: str
+    actor: Principal
+    org: str
+    ref: str
+    at: str  # ISO 8601, +08:00
+
+    def head(self, org: str | None = None) -> str:
+        """The log line's fields common to every outcome; the script (or ``_log``) appends
+        the rest. See ``_LOG_LINE``."""
+        return _SEP.join([self.uid, str(self.actor.user_id), _roles_json(self.actor.roles),
+                          _json_str(self.org if org is None else org), self.ref, self.at])
 
 
 def role_label(roles: frozenset[str] | list[str]) -> str:
@@ -560,23 +691,78 @@ def role_label(roles: frozenset[str] | list[str]) -> str:
     return ROLE_LABELS[Role.resident.value]
 
 
-async def _log(entry: dict[str, Any]) -> None:
-    if get_settings().scan_log_mode == "direct":
-        await _insert_logs([entry])
-    else:
-        await cache.redis().rpush(LOG_BUFFER, json.dumps(entry, ensure_ascii=False))
+def _person_entry(person_id: int, static: dict[str, Any]) -> str:
+    # What a staff scan shows, for its log line, fixed now so the scan script can write it.
+    shown = ["identity", "licences:" + ",".join(lic["kind"] for lic in static["licences"]),
+             *deskview.sections()]
+    licences = _REC.join(json.dumps(lic, ensure_ascii=False)[:-1] for lic in static["licences"])
+    return _SEP.join([str(person_id), json.dumps(shown, ensure_ascii=False),
+                      json.dumps(static["identity"], ensure_ascii=False), licences])
 
 
-def _log_row(e: dict[str, Any]) -> ScanLog:
-    return ScanLog(uid=e["uid"], scanner_id=e["scanner"], scanner_roles=e["roles"],
-                   scanner_org=e["org"], kind=e["kind"], code_ref=e["ref"],
-                   subject_person_id=e.get("person"), enterprise_id_ref=e.get("enterprise"),
-                   doorplate_id_ref=e.get("doorplate"), outcome=e["outcome"],
-                   shown=e["shown"], at=datetime.fromisoformat(e["at"]))
+def _long_entry(data: dict[str, Any]) -> str:
+    if data["st"] != "active":
+        return str(data["st"])
+    workers = ",".join(str(w) for w in data.get("workers", []))
+    return _SEP.join(["active", data["k"], str(data["id"]), f",{workers},",
+                      json.dumps(data["shown"]), json.dumps(data["view"], ensure_ascii=False)])
 
 
-async def _insert_logs(entries: list[dict[str, Any]]) -> None:
-    await ScanLog.bulk_create([_log_row(e) for e in entries], ignore_conflicts=True)
+# A buffered scan log line: fields joined by U+001F, in this order. JSON values (roles, org,
+# shown) are JSON text, which never holds a raw control character, and the rest are ids, hex,
+# words and an ISO timestamp, so the flush splits lines instead of parsing them and writes the
+# JSON columns as they come.
+_LOG_LINE = ("uid", "scanner", "roles", "org", "ref", "at", "kind", "outcome", "subject",
+             "shown")
+
+
+async def _log(head: str, *, kind: str, outcome: str, shown: list[str],
+               subject: tuple[str, int] | None = None) -> None:
+    """The Python-side twin of the script's log(): the same line, for the paths it hands
+    back."""
+    about = f"{subject[0]}:{subject[1]}" if subject is not None else ""
+    await cache.redis().rpush(LOG_BUFFER, _SEP.join(
+        [head, kind, outcome, about, json.dumps(shown, ensure_ascii=False)]))
+
+
+_LOG_COLUMNS = ("uid", "scanner_id", "scanner_roles", "scanner_org", "kind", "code_ref",
+                "subject_person_id", "enterprise_id_ref", "doorplate_id_ref", "outcome", "shown",
+                "at")
+_INSERT_IGNORE = {"sqlite": "INSERT OR IGNORE", "mysql": "INSERT IGNORE"}
+_SUBJECT_COLUMN = {"person": 0, "enterprise": 1, "doorplate": 2}
+
+
+def _log_row(line: str, at: Any) -> list[Any]:
+    if line.startswith("{"):
+        # Written as JSON by the release before this one: still in the buffer after a deploy.
+        e = json.loads(line)
+        subject = next((f"{k}:{e[k]}" for k in _SUBJECT_COLUMN if e.get(k) is not None), "")
+        line = _SEP.join([e["uid"], str(e["scanner"]), json.dumps(e["roles"]),
+                          json.dumps(e["org"], ensure_ascii=False), e["ref"], e["at"],
+                          e["kind"], e["outcome"], subject,
+                          json.dumps(e["shown"], ensure_ascii=False)])
+    uid, scanner, roles, org, ref, when, kind, outcome, subject, shown = line.split(_SEP)
+    ids: list[int | None] = [None, None, None]
+    if subject:
+        name, _, subject_id = subject.partition(":")
+        ids[_SUBJECT_COLUMN[name]] = int(subject_id)
+    return [uid, int(scanner), roles, json.loads(org), kind, ref, *ids, outcome, shown,
+            at.to_db_value(datetime.fromisoformat(when), ScanLog)]
+
+
+async def _insert_logs(lines: list[Any]) -> None:
+    """One multi-row INSERT that skips uids already there. Plain SQL rather than
+    ``bulk_create``: building a model per row cost the serving process more than the scans it
+    logged."""
+    meta = ScanLog._meta
+    at = meta.fields_map["at"]
+    rows = [_log_row(line, at) for line in lines]
+    conn = meta.db
+    dialect = conn.capabilities.dialect
+    ph = "?" if dialect == "sqlite" else "%s"
+    await conn.execute_many(
+        f"{_INSERT_IGNORE[dialect]} INTO {meta.db_table} ({', '.join(_LOG_COLUMNS)}) "
+        f"VALUES ({', '.join([ph] * len(_LOG_COLUMNS))})", rows)
 
 
 @jobs.periodic("codes.flush_scan_logs", every_seconds=2)
@@ -597,7 +783,7 @@ async def flush_scan_logs() -> int:
             raw = await r.lrange(LOG_BUFFER, 0, _FLUSH_BATCH - 1)
             if not raw:
                 break
-            await _insert_logs([json.loads(x) for x in raw])
+            await _insert_logs(raw)
             await r.ltrim(LOG_BUFFER, len(raw), -1)
             moved += len(raw)
     finally:
@@ -607,190 +793,118 @@ async def flush_scan_logs() -> int:
     return moved
 
 
-async def _rate_and_get(actor: Principal, key: str | None) -> Any:
-    """Count the scan against the scanner's limit and read the token's cache entry in one
-    round trip (the scan is the hottest path; ratelimit.hit would be a second one)."""
-    s = get_settings()
-    name = f"rl:scan:{actor.user_id}"
-    async with cache.redis().pipeline(transaction=False) as pipe:
-        pipe.incr(name)
-        pipe.expire(name, s.scan_rate_window_seconds, nx=True)
-        pipe.ttl(name)
-        if key is not None:
-            pipe.get(key)
-        got = await pipe.execute()
-    if int(got[0]) > s.scan_rate_limit:
-        retry = max(1, int(got[2]))
+async def scan(*, actor: Principal, content: str, hall_code: str | None = None) -> Scanned:
+    now = clock.local(clock.now())
+    org = (await hall_name(hall_code) or "") if hall_code and actor.is_staff else ""
+    ref, token, key, mode, refused = "", "", LOG_BUFFER, "refused", None
+    try:
+        token = extract_token(content)
+        if token[0] == PERSON_PREFIX:
+            nonce, _ = verify_person_token(token, now=now.timestamp())
+            ref, key = nonce[:16], f"code:p:{nonce}"
+            mode = "staff" if actor.is_staff else "other"
+        else:
+            ref, key, mode = token_hash(token)[:16], _long_cache_key(token), "long"
+    except AppError as exc:
+        refused = exc
+    sc = _Scan(uid=os.urandom(16).hex(), actor=actor, org=org, ref=ref, at=now.isoformat())
+    # Failed scans count against the limit too, or guessing tokens would be free.
+    expired = refused is not None and refused.code is ErrorCode.code_expired
+    if mode == "refused":
+        detail = "person:expired" if expired else "unknown:invalid"
+    elif mode == "long":
+        detail = (f"{int(actor.has(Role.community_worker))}"
+                  f"{int(actor.has(Role.enterprise_agent))},{actor.user_id},")
+    else:
+        detail = deskview.day_prefix(now.date())
+    reply = await _scan_script()(keys=[f"rl:scan:{actor.user_id}", key, LOG_BUFFER],
+                                 args=[sc.head(), mode, detail])
+    verdict = reply[0]
+    if verdict == "limited":
+        retry = max(1, int(reply[1]))
         raise AppError(ErrorCode.rate_limited, "扫码过于频繁，请稍后再试",
                        headers={"Retry-After": str(retry)}, extra={"retry_after": retry})
-    return got[3] if key is not None else None
+    if refused is not None:
+        raise refused
+    if mode != "long":
+        section = await _person_reply(verdict, reply, sc, now)
+        return Scanned(scan_id=sc.uid, kind=CodeKind.person.value, at=now,
+                       document=_document(sc.uid, CodeKind.person.value, sc.at, section))
+    if verdict == "revoked":
+        raise AppError(ErrorCode.code_revoked)
+    if verdict == "invalid":
+        raise AppError(ErrorCode.code_unrecognised)
+    if verdict == "ok":  # the public share, already logged: the cached view is the answer
+        _, kind, _, _, _, view = reply[1].split(_SEP)
+    else:
+        entry = await _fill_long(token) if verdict == "miss" else reply[1]
+        kind, view = await _finish_long(actor, entry, sc)
+    return Scanned(scan_id=sc.uid, kind=kind, at=now,
+                   document=_document(sc.uid, kind, sc.at, view))
 
 
-async def scan(*, actor: Principal, content: str, hall_code: str | None = None) -> Scanned:
-    now = clock.now()
-    uid = secrets.token_hex(16)
-    org = ""
-    if hall_code and actor.is_staff:
-        org = await hall_name(hall_code) or ""
-    entry: dict[str, Any] = {"uid": uid, "scanner": actor.user_id, "roles": sorted(actor.roles),
-                             "org": org, "kind": "unknown", "ref": "", "outcome": "invalid",
-                             "shown": [], "at": now.isoformat()}
-    try:
-        try:
-            token = extract_token(content)
-            if token[0] == PERSON_PREFIX:
-                nonce, _ = verify_person_token(token, now=now.timestamp())
-                entry["kind"], entry["ref"] = CodeKind.person.value, nonce[:16]
-                raw = await _rate_and_get(actor, f"code:p:{nonce}")
-            else:
-                entry["ref"] = token_hash(token)[:16]
-                raw = await _rate_and_get(actor, _long_cache_key(token))
-        except AppError as exc:
-            if exc.code is not ErrorCode.rate_limited:
-                await _rate_and_get(actor, None)
-            raise
-        if entry["kind"] == CodeKind.person.value:
-            body = await _scan_person(actor, raw, entry, now)
-        else:
-            body = await _scan_long(actor, token, raw, entry)
-    except AppError as exc:
-        if exc.code is not ErrorCode.rate_limited:
-            entry["outcome"] = {ErrorCode.code_expired: "expired",
-                                ErrorCode.code_revoked: "revoked",
-                                ErrorCode.forbidden: "forbidden"}.get(exc.code, "invalid")
-            await _log(entry)
-        raise
-    entry["outcome"] = "ok"
-    await _log(entry)
-    return Scanned(scan_id=uid, kind=entry["kind"], at=now, body=body)
-
-
-async def _scan_person(actor: Principal, raw: str | None, entry: dict[str, Any],
-                       now: datetime) -> dict[str, Any]:
-    if raw is None:
+async def _person_reply(verdict: str, reply: list[Any], sc: _Scan, now: datetime) -> str:
+    """The person section of a staff scan, as JSON text."""
+    if verdict == "expired":
         # Signature and expiry were fine, so Redis lost it (restart, flush): ask for a new one.
         raise AppError(ErrorCode.code_expired)
-    data = json.loads(raw)
-    entry["person"] = data["pid"]
-    if not actor.is_staff:
+    if verdict == "forbidden":
         raise forbidden("个人码仅限政务服务窗口工作人员扫描")
-    stamp = clock.local(now).strftime("%Y-%m-%d %H:%M:%S")
-    place = entry["org"] or "政务服务窗口"
-    watermark = f"仅供{place}核验使用 {stamp} #{entry['uid'][:8]}"
-    view: dict[str, Any] = {
-        "identity": data["v"]["identity"],
-        "licences": [{**lic, "shown_at": now.isoformat(), "watermark": watermark}
-                     for lic in data["v"]["licences"]],
-    }
-    entry["shown"] = ["identity", "licences:" + ",".join(lic["kind"] for lic in view["licences"])]
-    # Appointments and cases belong to other domains; a deployment without them shows the rest.
-    jobs_: dict[str, Coroutine[Any, Any, list[dict[str, Any]]]] = {}
-    if _registered("Appointment"):
-        jobs_["appointments_today"] = _appointments_today(data["pid"], now)
-    if _registered("Case"):
-        jobs_["open_cases"] = _open_cases(data["pid"])
-    for name, rows in zip(jobs_, await asyncio.gather(*jobs_.values()), strict=True):
-        view[name] = rows
-        entry["shown"].append(name)
-    return {"person": view}
-
-
-def _registered(model: str) -> bool:
-    apps = Tortoise.apps
-    return apps is not None and any(label == "models" and model in models
-                                    for label, models in apps.items())
-
-
-# The two staff-view lookups are plain SQL: Tortoise spends ~1 ms of CPU *building* each query
-# (pypika), more than SQLite or MySQL take to answer it, and these run on every person scan.
-# Values go through the model fields' own converters, so both backends read and write alike.
-
-
-def _raw(model: type[Model]) -> tuple[Any, str]:
-    conn = model._meta.db
-    return conn, ("?" if conn.capabilities.dialect == "sqlite" else "%s")
-
-
-def _when(model: type[Model], field: str, value: Any) -> datetime | None:
-    if value is None:
-        return None
-    dt: datetime = model._meta.fields_map[field].to_python_value(value)
-    return clock.local(dt)
-
-
-async def _appointments_today(person_id: int, now: datetime) -> list[dict[str, Any]]:
-    from models.appointments import Appointment
-
-    start = datetime.combine(clock.local(now).date(), time.min, tzinfo=clock.SHANGHAI)
-    starts = Appointment._meta.fields_map["starts_at"]
-    conn, ph = _raw(Appointment)
-    rows = await conn.execute_query_dict(
-        f"SELECT a.id, h.code AS hall_code, h.name AS hall_name, a.window_kind, a.item_code, "  # noqa: S608 - table names from model meta, values bound
-        f"a.status, a.starts_at FROM {Appointment._meta.db_table} a "
-        f"JOIN {Hall._meta.db_table} h ON h.id = a.hall_id "
-        f"WHERE a.person_id = {ph} AND a.starts_at >= {ph} AND a.starts_at < {ph} "
-        f"ORDER BY a.starts_at",
-        [person_id, starts.to_db_value(start, Appointment),
-         starts.to_db_value(start + timedelta(days=1), Appointment)])
-    return [{"id": a["id"], "hall_code": a["hall_code"], "hall_name": a["hall_name"],
-             "window_kind": str(a["window_kind"]), "item_code": a["item_code"],
-             "status": str(a["status"]),
-             "starts_at": _when(Appointment, "starts_at", a["starts_at"])}
-            for a in rows]
-
-
-async def _open_cases(person_id: int) -> list[dict[str, Any]]:
-    from models.cases import Case
-
-    conn, ph = _raw(Case)
-    closed = ", ".join([ph] * len(_CLOSED_CASE_STATES))
-    rows = await conn.execute_query_dict(
-        f"SELECT id, title, item_code, bundle_code, status, due_at FROM {Case._meta.db_table} "  # noqa: S608 - table name from model meta, values bound
-        f"WHERE person_id = {ph} AND status NOT IN ({closed}) ORDER BY id DESC LIMIT 20",
-        [person_id, *_CLOSED_CASE_STATES])
-    return [{"id": c["id"], "title": c["title"], "item_code": c["item_code"],
-             "bundle_code": c["bundle_code"], "status": str(c["status"]),
-             "due_at": _when(Case, "due_at", c["due_at"])}
-            for c in rows]
-
-
-async def _scan_long(actor: Principal, token: str, raw: str | None,
-                     entry: dict[str, Any]) -> dict[str, Any]:
-    r = cache.redis()
-    if raw is None:
-        data = await _load_long(token)
-        await r.set(_long_cache_key(token), json.dumps(data, ensure_ascii=False),
-                    ex=LONG_VIEW_TTL if data["st"] == "active" else NEGATIVE_TTL)
+    pid_text, shown, identity, licences = reply[1].split(_SEP)
+    if verdict == "miss":
+        pid = int(pid_text)
+        desk = deskview.members(await deskview.load(person_id=pid, now=now))
+        await deskview.store(person_id=pid, day=now.date(), generation=reply[2], members=desk)
+        await _log(sc.head(), kind=CodeKind.person.value, outcome="ok", shown=json.loads(shown),
+                   subject=("person", pid))
     else:
-        data = json.loads(raw)
-    if data["st"] == "revoked":
-        raise AppError(ErrorCode.code_revoked)
-    if data["st"] != "active":
-        raise AppError(ErrorCode.code_unrecognised)
-    entry["kind"] = data["k"]
-    if data["k"] == CodeKind.doorplate.value:
-        entry["doorplate"] = data["id"]
-        view = dict(data["view"])
-        entry["shown"] = ["address", "grid_worker", "nearest_halls"]
-        if actor.user_id in data["workers"] and actor.has(Role.community_worker):
-            view["households"] = await _households(data["id"])
-            entry["shown"].append("households")
-            entry["org"] = data["view"]["community"]
-        return {"doorplate": view}
-    entry["enterprise"] = data["id"]
-    view = dict(data["view"])
-    entry["shown"] = ["profile", "public_licences"]
-    if actor.has(Role.enterprise_agent) and await EnterpriseAgent.exists(
-            enterprise_id=data["id"], user_id=actor.user_id):
-        if _registered("Policy"):
-            view["policies"] = await _matching_policies(data["id"])
-            entry["shown"].append("policies")
-        if _registered("Case"):
-            view["cases"] = await _enterprise_cases(data["id"])
-            entry["shown"].append("cases")
-    return {"enterprise": view}
+        desk = reply[2]
+    stamp = f"{sc.at[:10]} {sc.at[11:19]}"
+    watermark = _json_str(f"仅供{sc.org or '政务服务窗口'}核验使用 {stamp} #{sc.uid[:8]}")
+    tail = f',"shown_at":"{sc.at}","watermark":{watermark}}}'
+    lics = ",".join(lic + tail for lic in licences.split(_REC))
+    return f'{{"identity":{identity},"licences":[{lics}]{"," if desk else ""}{desk}}}'
 
 
+async def _fill_long(token: str) -> str:
+    """The entry for a long-lived code Redis doesn't hold, from the database (the truth). Set
+    only if still absent: a revocation's marker written meanwhile must win over this read."""
+    data = await _load_long(token)
+    entry = _long_entry(data)
+    r = cache.redis()
+    ttl = LONG_VIEW_TTL if data["st"] == "active" else NEGATIVE_TTL
+    if not await r.set(_long_cache_key(token), entry, ex=ttl, nx=True):
+        entry = str(await r.get(_long_cache_key(token)) or entry)
+    return entry
+
+
+async def _finish_long(actor: Principal, entry: str, sc: _Scan) -> tuple[str, str]:
+    """What the script hands back for a long-lived code, decided and logged as it would, plus
+    what only Python can add: the households a grid's own worker sees, an enterprise's
+    policies and cases for its agents. Returns (kind, section as JSON text)."""
+    if not entry.startswith("active" + _SEP):
+        outcome = "revoked" if entry == "revoked" else "invalid"
+        await _log(sc.head(), kind="unknown", outcome=outcome, shown=[])
+        raise AppError(ErrorCode.code_revoked if outcome == "revoked"
+                       else ErrorCode.code_unrecognised)
+    _, kind, subject_text, workers, shown_text, view_text = entry.split(_SEP)
+    subject_id, shown, view = int(subject_text), json.loads(shown_text), json.loads(view_text)
+    head = sc.head()
+    if kind == CodeKind.doorplate.value:
+        if actor.has(Role.community_worker) and f",{actor.user_id}," in workers:
+            view["households"] = await _households(subject_id)
+            shown.append("households")
+            head = sc.head(org=view["community"])
+    elif actor.has(Role.enterprise_agent) and await EnterpriseAgent.exists(
+            enterprise_id=subject_id, user_id=actor.user_id):
+        if db.has_model("Policy"):
+            view["policies"] = await _matching_policies(subject_id)
+            shown.append("policies")
+        if db.has_model("Case"):
+            view["cases"] = await _enterprise_cases(subject_id)
+            shown.append("cases")
+    await _log(head, kind=kind, outcome="ok", shown=shown, subject=(kind, subject_id))
+    return kind, json.dumps(view, ensure_ascii=False)
 async def _households(doorplate_id: int) -> list[dict[str, Any]]:
     from models.codes import Household
 

@@ -73,8 +73,6 @@ class Settings(BaseSettings):
     scan_rate_limit: int = 60
     scan_rate_window_seconds: int = 60
     cjk_font_path: str = ""
-    # buffered: scan logs go to a Redis list and are flushed in batches; direct: one INSERT.
-    scan_log_mode: Literal["buffered", "direct"] = "buffered"
     seed_demo_data: bool = True
     run_background_jobs: bool = True
     log_requests: bool = True

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from typing import Any
 
 import pytest
 import zxingcpp
 from PIL import Image
 
+from api.codes import ScanOut
 from models.enterprises import Enterprise, EnterpriseAgent
 from models.users import Role
 from services import cache
@@ -19,6 +21,16 @@ from tests.unit.test_codes import AGENT_USCC, LI, ZHANG, rasterise_svg, seed_dem
 
 def decode(png: bytes) -> list[str]:
     return [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))]
+
+
+def scan_body(resp: Any) -> dict[str, Any]:
+    """A scan's answer is sent as the service spliced it from cached JSON, never through the
+    response model: it must be exactly what ScanOut (the OpenAPI document) says, no more."""
+    assert resp.status == 200, resp.text
+    sent = json.loads(resp.body)
+    assert sent == ScanOut.model_validate_json(resp.body).model_dump(mode="json",
+                                                                     exclude_unset=True)
+    return dict(sent)
 
 
 async def test_my_code_json_png_and_svg(api: Api) -> None:
@@ -61,8 +73,7 @@ async def test_staff_scan_and_resident_sees_who_scanned(api: Api) -> None:
     content = (await li.get("/api/v1/me/code")).json["content"]
     resp = await staff.post("/api/v1/codes/scan", json={"content": content,
                                                         "hall_code": "H-QY-000"})
-    assert resp.status == 200, resp.text
-    body = resp.json
+    body = scan_body(resp)
     assert body["kind"] == "person" and set(body) == {"scan_id", "kind", "scanned_at", "person"}
     person = body["person"]
     assert person["identity"]["id_number"] == "6210**********0426"
@@ -131,11 +142,11 @@ async def test_enterprise_code_lifecycle_and_authorization(api: Api, fake_wechat
             assert resp.status == 404, (method, eid, resp.text)
         assert (await who.get(f"/api/v1/codes/enterprises/{eid}/wxacode")).status == 404
     # Anyone scans it and sees the public profile; the agent sees more.
-    public = (await resident.post("/api/v1/codes/scan",
-                                  json={"content": created.json["content"]})).json
+    public = scan_body(await resident.post("/api/v1/codes/scan",
+                                           json={"content": created.json["content"]}))
     assert set(public["enterprise"]) == {"id", "name", "uscc", "industry", "county", "licences"}
-    mine = (await agent.post("/api/v1/codes/scan",
-                             json={"content": created.json["content"]})).json
+    mine = scan_body(await agent.post("/api/v1/codes/scan",
+                                      json={"content": created.json["content"]}))
     assert {"policies", "cases"} <= set(mine["enterprise"])
     # Mini-program code: scene is the token (<= 32 chars), fetched once then served from Redis.
     wxa = await agent.get(f"/api/v1/codes/enterprises/{ent.id}/wxacode")
@@ -189,11 +200,11 @@ async def test_doorplate_batch_sheet_and_views(api: Api, fake_wechat: Any) -> No
     lacking = await staff.get("/api/v1/codes/doorplates/sheet",
                               params={"plate_codes": ["D-QC-0001"]})
     assert lacking.status == 409
-    public = (await resident.post("/api/v1/codes/scan",
-                                  json={"content": contents["D-XF-0001"]})).json["doorplate"]
+    public = scan_body(await resident.post(
+        "/api/v1/codes/scan", json={"content": contents["D-XF-0001"]}))["doorplate"]
     assert "households" not in public and public["grid_worker"]["phone"] == "0934-8212345"
-    mine = (await worker.post("/api/v1/codes/scan",
-                              json={"content": contents["D-XF-0001"]})).json["doorplate"]
+    mine = scan_body(await worker.post(
+        "/api/v1/codes/scan", json={"content": contents["D-XF-0001"]}))["doorplate"]
     assert [h["relation"] for h in mine["households"]] == ["户主", "孙子"]
     wxa = await staff.get("/api/v1/codes/doorplates/D-XF-0001/wxacode")
     assert wxa.status == 200 and wxa.headers["content-type"] == "image/png"
