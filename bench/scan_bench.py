@@ -4,7 +4,7 @@ GET, side by side, same machine, same load, loopback only.
 Run from the repo root::
 
     .venv/bin/python -m bench.scan_bench                 # person code scanned by staff
-    .venv/bin/python -m bench.scan_bench --scenario doorplate --log-mode direct
+    .venv/bin/python -m bench.scan_bench --scenario doorplate   # resident scans a door plate
 
 What it does: prepares a throwaway SQLite database (schemas + ``manage.py seed``) and Redis db 12,
 mints a staff access token and codes, starts both servers as subprocesses (``sanic ...
@@ -83,7 +83,7 @@ class Prepared:
     bodies: dict[str, bytes]
 
 
-def _bench_env(db_url: str, log_mode: str) -> dict[str, str]:
+def _bench_env(db_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "XQ_ENV": "development",
@@ -96,7 +96,6 @@ def _bench_env(db_url: str, log_mode: str) -> dict[str, str]:
         "XQ_SCAN_RATE_LIMIT": str(10**9),
         # A person code lives a minute; the bench outlives that, so it gets a longer one.
         "XQ_PERSON_CODE_TTL_SECONDS": "3600",
-        "XQ_SCAN_LOG_MODE": log_mode,
         "PYTHONPATH": str(ROOT),
     })
     return env
@@ -203,6 +202,8 @@ class Result:
     errors: int
     seconds: float
     latencies: list[float]
+    server_cpu: float = 0.0  # seconds of CPU the server process used during the round
+    redis_cpu: float = 0.0  # and the Redis server
 
     @property
     def rps(self) -> float:
@@ -253,6 +254,30 @@ async def _drive(port: int, request: bytes, *, connections: int, seconds: float,
     return out
 
 
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its threads, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _redis_cpu(r: Redis) -> float:
+    info = await r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def _measured(server: Server, request: bytes, r: Redis, **kw: Any) -> Result:
+    """One round, with what it cost the server and Redis in CPU: on a small machine the load
+    generator shares the cores, so CPU per request says more than requests per second."""
+    cpu0, rcpu0 = _process_cpu(server.proc.pid), await _redis_cpu(r)
+    out = await _drive(server.port, request, **kw)
+    out.server_cpu = _process_cpu(server.proc.pid) - cpu0
+    out.redis_cpu = await _redis_cpu(r) - rcpu0
+    return out
+
+
 def _request(path: str, body: bytes, token: str | None) -> bytes:
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -266,7 +291,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", choices=["person", "doorplate"], default="person")
-    ap.add_argument("--log-mode", choices=["buffered", "direct"], default="buffered")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=5.0, help="per measured round")
     ap.add_argument("--rounds", type=int, default=3)
@@ -283,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="scan_bench_"))
     db_url = args.database_url or f"sqlite://{tmp / 'bench.sqlite3'}"
-    env = _bench_env(db_url, args.log_mode)
+    env = _bench_env(db_url)
     tokens_json, bodies = asyncio.run(_prepare_data(env))
     token = json.loads(tokens_json)[args.scenario]
     body = bodies[args.scenario]
@@ -293,42 +317,51 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bare.wait_ready("/ping")
         real.wait_ready("/healthz")
-        runs = {"bare": (bare.port, _request("/bare", body, None)),
-                "scan": (real.port, _request("/api/v1/codes/scan", body, token))}
+        runs = {"bare": (bare, _request("/bare", body, None)),
+                "scan": (real, _request("/api/v1/codes/scan", body, token))}
         results: dict[str, list[Result]] = {"bare": [], "scan": []}
 
         async def run_all() -> None:
-            for port, req in runs.values():  # warm-up: caches and lazily built paths
-                await _drive(port, req, connections=args.connections, seconds=1.0,
+            r = Redis.from_url(REDIS_URL)
+            for server, req in runs.values():  # warm-up: caches and lazily built paths
+                await _drive(server.port, req, connections=args.connections, seconds=1.0,
                              max_requests=args.max_requests)
             for i in range(args.rounds):
                 # Alternate so drift (thermal, other tenants) hits both alike.
                 order = list(runs) if i % 2 == 0 else list(reversed(runs))
                 for name in order:
-                    port, req = runs[name]
-                    results[name].append(await _drive(
-                        port, req, connections=args.connections, seconds=args.seconds,
+                    server, req = runs[name]
+                    results[name].append(await _measured(
+                        server, req, r, connections=args.connections, seconds=args.seconds,
                         max_requests=args.max_requests))
+            await r.aclose()
 
         asyncio.run(run_all())
     finally:
         real.stop()
         bare.stop()
 
-    print(f"scenario={args.scenario} log_mode={args.log_mode} db={db_url.split(':')[0]} "
+    print(f"scenario={args.scenario} db={db_url.split(':')[0]} "
           f"connections={args.connections} rounds={args.rounds}x{args.seconds:g}s "
           f"cpus={os.cpu_count()}")
     summary = {}
+    cpu_per_request: dict[str, float] = {}
     for name, rs in results.items():
         best = max(rs, key=lambda r: r.rps)
         lat = [x for r in rs for x in r.latencies]
         merged = Result(sum(r.requests for r in rs), sum(r.errors for r in rs),
                         sum(r.seconds for r in rs), lat)
         summary[name] = statistics.median(r.rps for r in rs)
+        cpu = {name: sum(r.server_cpu for r in rs) / max(1, merged.requests) * 1e6}
+        rcpu = sum(r.redis_cpu for r in rs) / max(1, merged.requests) * 1e6
+        cpu_per_request[name] = cpu[name]
         print(f"  {name:5s} median {summary[name]:8.0f} req/s (best {best.rps:8.0f})  "
               f"p50 {merged.pct(0.50):6.2f} ms  p99 {merged.pct(0.99):6.2f} ms  "
               f"requests {merged.requests} errors {merged.errors}")
-    print(f"  ratio scan/bare = {summary['scan'] / summary['bare']:.2f}")
+        print(f"        CPU per request: server {cpu[name]:6.0f} µs, redis {rcpu:5.0f} µs")
+    print(f"  ratio scan/bare = {summary['scan'] / summary['bare']:.2f} "
+          f"(server CPU per request, bare/scan: "
+          f"{cpu_per_request['bare'] / cpu_per_request['scan']:.2f})")
     print(f"  logs: {tmp}")
     return 0
 
