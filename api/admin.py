@@ -9,6 +9,7 @@ from sanic import Blueprint, Request
 
 from api.endpoint import endpoint
 from api.me import IdentityOut, identity_out
+from api.observability import request_id
 from models.audit import AuditLog
 from models.users import Role, User
 from services import clock, people, users
@@ -120,7 +121,7 @@ async def revoke(_request: Request, user_id: int, role: str, principal: Principa
 async def reveal(request: Request, person_id: int, body: RevealIn,
                  principal: Principal) -> RevealOut:
     shown = await people.reveal(actor=principal, person_id=person_id, reason=body.reason,
-                                request_id=request.ctx.request_id)
+                                request_id=request_id(request))
     return RevealOut(person_id=shown.person_id, name=shown.name, id_number=shown.id_number,
                      phone=shown.phone, birth_date=shown.birth_date)
 

@@ -9,6 +9,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from api.endpoint import endpoint
+from api.observability import request_id
 from models.appointments import (
     Appointment,
     AppointmentStatus,
@@ -310,7 +311,7 @@ async def book(request: Request, body: BookIn, principal: Principal) -> HTTPResp
         appt = await appointments.book(actor=principal, slot_id=body.slot_id,
                                        item_code=body.item_code,
                                        on_behalf_of=_on_behalf(body.on_behalf_of),
-                                       request_id=getattr(request.ctx, "request_id", ""))
+                                       request_id=request_id(request))
         appt = await appointments.get(actor=principal, appointment_id=appt.id)
         return 201, (await _out(appt, principal)).model_dump(mode="json")
 

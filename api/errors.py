@@ -16,6 +16,7 @@ from sanic.exceptions import (
 from sanic.response import HTTPResponse, json
 from tortoise.exceptions import ValidationError as OrmValidationError
 
+from api.observability import request_id
 from services.errors import AppError, ErrorCode
 
 log = logging.getLogger("xq.errors")
@@ -55,5 +56,5 @@ def install(app: Sanic) -> None:  # type: ignore[type-arg]
         err = to_app_error(exc)
         if err.status >= 500:
             log.exception("unhandled error", exc_info=exc,
-                          extra={"request_id": getattr(request.ctx, "request_id", "")})
+                          extra={"request_id": request_id(request)})
         return _reply(request, err)

@@ -11,6 +11,7 @@ from sanic import Blueprint, Request
 
 from api.cases import MAX_ID, HelperBrief, helper_brief, path_id
 from api.endpoint import endpoint
+from api.observability import request_id
 from models.cases import CaseStatus, HelperAssignment, HelperProfile, ProxyAuthorization, ProxyScope
 from models.users import Role
 from services import cases, clock, helpers
@@ -222,7 +223,7 @@ async def reveal(request: Request, case_id: int, body: RevealIn,
                  principal: Principal) -> RevealOut:
     shown = await helpers.reveal_applicant(actor=principal, case_id=path_id(case_id, "办件"),
                                            reason=body.reason,
-                                           request_id=request.ctx.request_id)
+                                           request_id=request_id(request))
     return RevealOut(person_id=shown.person_id, name=shown.name, id_number=shown.id_number,
                      phone=shown.phone, birth_date=shown.birth_date)
 
