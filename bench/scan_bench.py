@@ -352,13 +352,13 @@ def main(argv: list[str] | None = None) -> int:
         merged = Result(sum(r.requests for r in rs), sum(r.errors for r in rs),
                         sum(r.seconds for r in rs), lat)
         summary[name] = statistics.median(r.rps for r in rs)
-        cpu = {name: sum(r.server_cpu for r in rs) / max(1, merged.requests) * 1e6}
+        cpu_per_request[name] = sum(r.server_cpu for r in rs) / max(1, merged.requests) * 1e6
         rcpu = sum(r.redis_cpu for r in rs) / max(1, merged.requests) * 1e6
-        cpu_per_request[name] = cpu[name]
         print(f"  {name:5s} median {summary[name]:8.0f} req/s (best {best.rps:8.0f})  "
               f"p50 {merged.pct(0.50):6.2f} ms  p99 {merged.pct(0.99):6.2f} ms  "
               f"requests {merged.requests} errors {merged.errors}")
-        print(f"        CPU per request: server {cpu[name]:6.0f} µs, redis {rcpu:5.0f} µs")
+        print(f"        CPU per request: server {cpu_per_request[name]:6.0f} µs, "
+              f"redis {rcpu:5.0f} µs")
     print(f"  ratio scan/bare = {summary['scan'] / summary['bare']:.2f} "
           f"(server CPU per request, bare/scan: "
           f"{cpu_per_request['bare'] / cpu_per_request['scan']:.2f})")
