@@ -10,8 +10,11 @@ What it does: prepares a throwaway SQLite database (schemas + ``manage.py seed``
 mints a staff access token and codes, starts both servers as subprocesses (``sanic ...
 --single-process``: one event loop each, so the comparison is loop against loop), then drives
 them alternately with the same number of keep-alive connections for the same time, in rounds,
-and prints throughput, the ratio and p50/p99 latency. Bounded in requests and time; stops the
-servers it started. Prints figures only — no speed assertions (machines differ).
+and prints throughput, the ratio, p50/p99 latency, and the CPU the server process and Redis spent
+per request (the load generator shares the machine, so CPU per request is the steadier figure).
+The real app runs its background jobs, so the scan-log flush is part of what is measured.
+Bounded in requests and time; stops the servers it started. Prints figures only — no speed
+assertions (machines differ). docs/codes.md records the figures and what costs what.
 """
 
 from __future__ import annotations
