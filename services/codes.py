@@ -699,8 +699,8 @@ class _Scan:
     at: str  # ISO 8601, +08:00
 
     def head(self, org: str | None = None) -> str:
-        """The log line's fields common to every outcome; the script (or ``_log``) appends
-        the rest. See ``_LOG_LINE``."""
+        """The log line's fields common to every outcome (see the line's format above
+        ``_log``)."""
         return _SEP.join([self.uid, str(self.actor.user_id), _roles_json(self.actor.roles),
                           _json_str(self.org if org is None else org), self.ref, self.at])
 
@@ -729,12 +729,12 @@ def _long_entry(data: dict[str, Any]) -> str:
                       json.dumps(data["shown"]), json.dumps(data["view"], ensure_ascii=False)])
 
 
-# A buffered scan log line: fields joined by U+001F, in this order. JSON values (roles, org,
-# shown) are JSON text, which never holds a raw control character, and the rest are ids, hex,
-# words and an ISO timestamp, so the flush splits lines instead of parsing them and writes the
-# JSON columns as they come.
-_LOG_LINE = ("uid", "scanner", "roles", "org", "ref", "at", "kind", "outcome", "subject",
-             "shown")
+# A buffered scan log line is these fields joined by U+001F:
+#   uid, scanner id, roles (JSON), org (JSON string), ref, at (ISO 8601), kind, outcome,
+#   subject ("person:<id>" | "enterprise:<id>" | "doorplate:<id>" | ""), shown (JSON)
+# The JSON values never hold a raw control character and the rest are ids, hex, words and a
+# timestamp, so the flush splits lines instead of parsing them and writes the JSON columns as
+# they come. ``_Scan.head`` makes the first six; the script's log() or ``_log`` the rest.
 
 
 async def _log(head: str, *, kind: str, outcome: str, shown: list[str],
