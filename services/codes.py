@@ -787,10 +787,9 @@ async def _insert_logs(lines: list[Any]) -> None:
     at = meta.fields_map["at"]
     orgs: dict[str, str] = {}
     rows = [_log_row(line, at, orgs) for line in lines]
-    dialect = meta.db.capabilities.dialect
-    ph = "?" if dialect == "sqlite" else "%s"
-    group = f"({', '.join([ph] * len(_LOG_COLUMNS))})"
-    head = f"{_INSERT_IGNORE[dialect]} INTO {meta.db_table} ({', '.join(_LOG_COLUMNS)}) VALUES "
+    group = f"({', '.join([db.placeholder(meta.db)] * len(_LOG_COLUMNS))})"
+    head = (f"{_INSERT_IGNORE[meta.db.capabilities.dialect]} INTO {meta.db_table} "
+            f"({', '.join(_LOG_COLUMNS)}) VALUES ")
     async with in_transaction() as conn:  # one commit for the batch
         for i in range(0, len(rows), _ROWS_PER_INSERT):
             chunk = rows[i:i + _ROWS_PER_INSERT]

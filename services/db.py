@@ -129,6 +129,12 @@ async def drop_database(server_url: str, name: str) -> None:
     await _mysql_admin(server_url, f"DROP DATABASE IF EXISTS `{name}`")
 
 
+def placeholder(conn: Any) -> str:
+    """The parameter marker of hand-written SQL on this connection: sqlite3 takes ``?``,
+    aiomysql ``%s``."""
+    return "?" if conn.capabilities.dialect == "sqlite" else "%s"
+
+
 def has_model(name: str) -> bool:
     """Whether the ORM knows this model (a deployment may run without some domains)."""
     apps = Tortoise.apps

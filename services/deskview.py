@@ -99,7 +99,7 @@ async def load(*, person_id: int, now: datetime) -> dict[str, Any]:
 
 def _raw(model: type[Model]) -> tuple[Any, str]:
     conn = model._meta.db
-    return conn, ("?" if conn.capabilities.dialect == "sqlite" else "%s")
+    return conn, db.placeholder(conn)
 
 
 def _iso(model: type[Model], field: str, value: Any) -> str | None:
