@@ -23,12 +23,17 @@ async def _clear(mp: MiniProgram) -> None:
 
 
 async def _open_slot(mp: MiniProgram, *, today_first: bool = False) -> dict[str, Any]:
+    # A slot this account already holds (an earlier run's check-in stays checked in) is
+    # bookable for others but "already booked" for it: skip those.
+    mine = await mp.call("GET", "/api/v1/appointments")
+    held = {a["starts_at"] for a in mine["appointments"]
+            if a["hall_code"] == HALL and a["status"] != "cancelled"}
     start = 0 if today_first else 1
     for ahead in range(start, 8):
         day = (datetime.now(ZoneInfo("Asia/Shanghai")).date() + timedelta(days=ahead)).isoformat()
         listing = await mp.call("GET", f"/api/v1/halls/{HALL}/slots",
                                 params={"date": day, "item_code": ITEM})
-        free = [s for s in listing["slots"] if s["bookable"]]
+        free = [s for s in listing["slots"] if s["bookable"] and s["starts_at"] not in held]
         if free:
             first: dict[str, Any] = free[0]
             return first
