@@ -14,7 +14,6 @@ Pipeline (see docs/search.md):
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import json
 import logging
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jieba
+import numpy as np
+import numpy.typing as npt
 from pypinyin import Style, lazy_pinyin, pinyin
 from rapidfuzz import fuzz, process
 
@@ -207,16 +208,32 @@ def _han_readings(run: str) -> tuple[tuple[str, ...], ...]:
     return tuple(out)
 
 
+# Tone marks -> plain letters (ü -> v, as pypinyin's NORMAL style writes it). A translate table
+# does in one C call what pypinyin's style converters do with several regexes per syllable.
+_TONELESS = str.maketrans(
+    {
+        **{m: base for base, marks in (("a", "āáǎà"), ("e", "ēéěèê"), ("i", "īíǐì"),
+                                       ("o", "ōóǒò"), ("u", "ūúǔù"), ("v", "ǖǘǚǜü"))
+           for m in marks},
+        **{m: "n" for m in "ńňǹ"},
+        "ḿ": "m",
+    }
+)
+
+
 @lru_cache(maxsize=1)
 def _syllables() -> frozenset[str]:
-    """Every tone-less pinyin syllable with a vowel (excludes m/n/ng/hm interjections)."""
-    from pypinyin.contrib.tone_convert import to_normal
+    """Every tone-less pinyin syllable with a vowel (excludes m/n/ng/hm interjections).
+
+    Built once per process from pypinyin's dictionary; ``SearchIndex.build`` warms it so no
+    query pays for it.
+    """
     from pypinyin.pinyin_dict import pinyin_dict
 
     out: set[str] = set()
     for val in pinyin_dict.values():
         for p in val.split(","):
-            s = to_normal(p)
+            s = p.translate(_TONELESS)
             if s.isascii() and s.isalpha() and _VOWELS.intersection(s):
                 out.add(s)
     return frozenset(out)
@@ -379,26 +396,57 @@ def _inside_phrase(text: str, s0: int, s1: int, phrases: frozenset[str]) -> bool
 
 
 # --- the index -------------------------------------------------------------------------------
+# A posting list: doc ids (ascending) and each doc's BM25F contribution, as parallel arrays so a
+# query adds a whole list into its score vector in one vectorised step.
+_Postings = tuple["npt.NDArray[np.int32]", "npt.NDArray[np.float64]"]
+_EMPTY_IDS: npt.NDArray[np.int32] = np.zeros(0, dtype=np.int32)
+_EMPTY_POSTINGS: _Postings = (_EMPTY_IDS, np.zeros(0, dtype=np.float64))
+
+
+class _Interner:
+    """Distinct values get small ids: county copies repeat the same texts, so everything derived
+    from a text (terms, initials, pinyin) is computed once per distinct text, not once per doc."""
+
+    def __init__(self) -> None:
+        self.ids: dict[Any, int] = {}
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> int:
+        i = self.ids.get(value)
+        if i is None:
+            i = self.ids[value] = len(self.values)
+            self.values.append(value)
+        return i
+
+
 class SearchIndex:
     """Immutable inverted index over SearchDocs. Build with ``SearchIndex.build(docs)``."""
 
     def __init__(self) -> None:
         self._docs: list[SearchDoc] = []
         self._lex = Lexicon()
-        self._postings: dict[str, list[tuple[int, float]]] = {}
+        self._postings: dict[str, _Postings] = {}
+        self._types: npt.NDArray[np.str_] = np.zeros(0, dtype=np.str_)
         self._vocab: frozenset[str] = frozenset()
         self._phrases: frozenset[str] = frozenset()  # whole names/keywords, synonym blockers
         self._curated: frozenset[str] = frozenset()  # keywords + lexicon terms
         self._py_map: dict[str, tuple[str, ...]] = {}  # joined pinyin -> catalogue terms
         self._py_syl: dict[str, tuple[str, ...]] = {}  # joined pinyin -> its syllables
         self._ini_map: dict[str, tuple[str, ...]] = {}  # initials -> catalogue terms
-        self._ini_fields: list[tuple[tuple[str, float], ...]] = []
-        self._ini_index: dict[str, set[int]] = {}
+        # Initials units: distinct (field initials, field weight); the docs holding each unit;
+        # bigram -> units, so a query's initials only ever look at the few units that match.
+        self._ini_units: list[tuple[str, float]] = []
+        self._ini_unit_docs: list[npt.NDArray[np.int32]] = []
+        self._ini_index: dict[str, list[int]] = {}
         self._match_text: list[str] = []
         self._match_py: list[str] = []
         self._exact: list[frozenset[str]] = []
-        self._field_texts: list[tuple[tuple[str, float], ...]] = []
-        self._phrase_cache: dict[str, list[tuple[int, float]]] = {}
+        # Phrase units: distinct (field, text) with the field's weight and the docs holding it;
+        # bigram -> units, so a phrase is only tested against field texts that could hold it.
+        self._phrase_units: list[tuple[str, float]] = []
+        self._phrase_unit_docs: list[npt.NDArray[np.int32]] = []
+        self._phrase_index: dict[str, list[int]] = {}
+        self._phrase_cache: dict[str, _Postings] = {}
         self._max_py_len = 0
 
     # ---- build ----
@@ -408,37 +456,45 @@ class SearchIndex:
         lex = load_lexicon()
         self._lex = lex
         self._docs = list(docs)
+        self._types = np.array([d.type for d in self._docs], dtype=np.str_)
         stop = lex.stop_tokens
+        _syllables()  # process-wide table the pinyin parser needs; not a first query's cost
 
-        norm_fields: list[dict[str, list[str]]] = []
-        for d in self._docs:
-            norm_fields.append(
-                {
-                    "name": [normalize(d.name)],
-                    "keywords": [normalize(k) for k in d.keywords],
-                    "theme": [normalize(d.theme)],
-                    "department": [normalize(d.department)],
-                    "extra": [normalize(d.extra)],
-                }
-            )
+        norm_cache: dict[str, str] = {}
+
+        def norm(text: str) -> str:
+            out = norm_cache.get(text)
+            if out is None:
+                out = norm_cache[text] = normalize(text)
+            return out
+
+        norm_fields: list[dict[str, tuple[str, ...]]] = [
+            {
+                "name": (norm(d.name),),
+                "keywords": tuple(norm(k) for k in d.keywords),
+                "theme": (norm(d.theme),),
+                "department": (norm(d.department),),
+                "extra": (norm(d.extra),),
+            }
+            for d in self._docs
+        ]
+        distinct_names_keywords = {
+            t for nf in norm_fields for t in (*nf["name"], *nf["keywords"])
+        }
 
         # Catalogue + lexicon vocabulary: jieba dictionary, homophone and pinyin lookups.
         vocab: set[str] = set(lex.all_terms())
-        for nf in norm_fields:
-            vocab.update(k.replace(" ", "") for k in nf["keywords"])
+        vocab.update(k.replace(" ", "") for nf in norm_fields for k in nf["keywords"])
         self._curated = frozenset(vocab)
         _add_jieba_words(sorted(vocab))  # before tokenising docs, so both sides agree
-        for nf in norm_fields:
-            for fname in ("name", "keywords"):
-                for text in nf[fname]:
-                    for tok in _cut(text):
-                        vocab.update(w for w in _subwords(tok) if len(w) >= 2 and _HAN.fullmatch(w))
+        for text in distinct_names_keywords:
+            for tok in _cut(text):
+                vocab.update(w for w in _subwords(tok) if len(w) >= 2 and _HAN.fullmatch(w))
         vocab = {v for v in vocab if _HAN.fullmatch(v)}
         self._vocab = frozenset(vocab)
         self._phrases = frozenset(
             t.replace(" ", "")
-            for nf in norm_fields
-            for t in nf["name"] + nf["keywords"]
+            for t in distinct_names_keywords
             if 3 <= len(t.replace(" ", "")) <= _MAX_PHRASE
         )
         py_map: dict[str, set[str]] = {}
@@ -454,63 +510,118 @@ class SearchIndex:
         self._ini_map = {k: tuple(sorted(v)) for k, v in ini_map.items()}
         self._max_py_len = max((len(k) for k in self._py_map), default=0)
 
-        # Per-field term frequencies -> BM25F saturated contributions in the postings.
-        n = len(self._docs)
-        field_tf: list[dict[str, Counter[str]]] = []
-        field_len: list[dict[str, int]] = []
-        for nf in norm_fields:
-            tfs: dict[str, Counter[str]] = {}
-            lens: dict[str, int] = {}
-            for fname, _, _ in _FIELDS:
-                text = " ".join(nf[fname])
-                tfs[fname] = _text_terms(text, stop, with_pinyin=fname in ("name", "keywords"))
-                lens[fname] = len(text.replace(" ", ""))
-            field_tf.append(tfs)
-            field_len.append(lens)
-        avg_len = {
-            fname: max(1.0, sum(fl[fname] for fl in field_len) / max(1, n))
-            for fname, _, _ in _FIELDS
-        }
-        df: Counter[str] = Counter()
-        for tfs in field_tf:
-            df.update(set().union(*(set(c) for c in tfs.values())))
-        postings: dict[str, list[tuple[int, float]]] = {}
-        for doc_id, tfs in enumerate(field_tf):
-            pseudo_tf: dict[str, float] = {}
-            for fname, weight, b in _FIELDS:
-                norm = 1.0 - b + b * field_len[doc_id][fname] / avg_len[fname]
-                for term, tf in tfs[fname].items():
-                    pseudo_tf[term] = pseudo_tf.get(term, 0.0) + weight * tf / norm
-            for term, ptf in pseudo_tf.items():
-                idf = math.log(1.0 + (n - df[term] + 0.5) / (df[term] + 0.5))
-                postings.setdefault(term, []).append((doc_id, idf * ptf * (_K1 + 1) / (ptf + _K1)))
-        self._postings = postings
+        self._build_postings(norm_fields, stop)
+        self._build_matchers(norm_fields)
+        return self
 
-        # Initials ("sbk") matched as substrings of per-field initials, bigram-indexed.
-        weights = {fname: w for fname, w, _ in _FIELDS}
+    def _build_postings(
+        self, norm_fields: list[dict[str, tuple[str, ...]]], stop: frozenset[str]
+    ) -> None:
+        """BM25F: per-field term frequencies, length-normalised and weighted, summed per doc
+        and term, then saturated once. A field's contribution depends only on its text, so it
+        is computed per distinct (field, text) "unit" and the per-doc sums are vectorised."""
+        n = len(self._docs)
+        term_ids = _Interner()
+        units = _Interner()  # (field name, joined text)
+        doc_units = np.empty((n, len(_FIELDS)), dtype=np.int64)
         for doc_id, nf in enumerate(norm_fields):
-            entries: list[tuple[str, float]] = []
+            for f, (fname, _, _) in enumerate(_FIELDS):
+                doc_units[doc_id, f] = units((fname, " ".join(nf[fname])))
+        unit_len = np.array(
+            [len(text.replace(" ", "")) for _, text in units.values], dtype=np.float64
+        )
+        # Average field length over docs (each doc's copy of a unit counts), as BM25F defines it.
+        avg_len: dict[str, float] = {}
+        for f, (fname, _, _) in enumerate(_FIELDS):
+            copies = np.bincount(doc_units[:, f], minlength=len(unit_len))
+            avg_len[fname] = max(1.0, float((unit_len * copies).sum()) / max(1, n))
+        spec = {fname: (weight, b) for fname, weight, b in _FIELDS}
+        unit_terms: list[npt.NDArray[np.int64]] = []
+        unit_vals: list[npt.NDArray[np.float64]] = []
+        for u, (fname, text) in enumerate(units.values):
+            weight, b = spec[fname]
+            tf = _text_terms(text, stop, with_pinyin=fname in ("name", "keywords"))
+            norm = 1.0 - b + b * unit_len[u] / avg_len[fname]
+            unit_terms.append(np.fromiter((term_ids(t) for t in tf), np.int64, len(tf)))
+            unit_vals.append(
+                np.fromiter((weight * c / norm for c in tf.values()), np.float64, len(tf))
+            )
+        sizes = np.array([len(t) for t in unit_terms], dtype=np.int64)
+        flat_units = doc_units.ravel()
+        per_doc_entries = sizes[flat_units]
+        docs_col = np.repeat(np.repeat(np.arange(n, dtype=np.int64), len(_FIELDS)), per_doc_entries)
+        if n:
+            terms_col = np.concatenate([unit_terms[u] for u in flat_units])
+            vals_col = np.concatenate([unit_vals[u] for u in flat_units])
+        else:
+            terms_col, vals_col = np.zeros(0, np.int64), np.zeros(0, np.float64)
+        # A term in several fields of one doc: sum its pseudo-frequencies before saturating.
+        n_terms = max(1, len(term_ids.values))
+        keys = docs_col * n_terms + terms_col
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        ptf = np.bincount(inverse, weights=vals_col, minlength=len(uniq))
+        p_docs = (uniq // n_terms).astype(np.int32)
+        p_terms = uniq % n_terms
+        df = np.bincount(p_terms, minlength=n_terms).astype(np.float64)
+        idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        contrib = idf[p_terms] * ptf * (_K1 + 1) / (ptf + _K1)
+        order = np.argsort(p_terms, kind="stable")  # keeps doc ids ascending within a term
+        p_terms, p_docs, contrib = p_terms[order], p_docs[order], contrib[order]
+        bounds = np.flatnonzero(np.diff(p_terms)) + 1
+        starts = np.concatenate(([0], bounds)) if len(p_terms) else np.zeros(0, np.int64)
+        ends = np.concatenate((bounds, [len(p_terms)])) if len(p_terms) else np.zeros(0, np.int64)
+        names = term_ids.values
+        self._postings = {
+            names[int(p_terms[s])]: (p_docs[s:e], contrib[s:e])
+            for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+        }
+
+    def _build_matchers(self, norm_fields: list[dict[str, tuple[str, ...]]]) -> None:
+        """Initials, fuzzy/exact match texts and phrase units, each per distinct text."""
+        weights = {fname: w for fname, w, _ in _FIELDS}
+        ini_units = _Interner()
+        ini_docs: dict[int, list[int]] = {}
+        initials_cache: dict[str, str] = {}
+        pinyin_cache: dict[str, str] = {}
+        phrase_units = _Interner()
+        phrase_docs: dict[int, list[int]] = {}
+        for doc_id, nf in enumerate(norm_fields):
             for fname in ("name", "keywords", "theme", "department"):
                 for text in nf[fname]:
-                    ini = _initials(text)
+                    ini = initials_cache.get(text)
+                    if ini is None:
+                        ini = initials_cache[text] = _initials(text)
                     if len(ini) >= 2:
-                        entries.append((ini, weights[fname]))
-                        for bg in _bigrams(ini):
-                            self._ini_index.setdefault(bg, set()).add(doc_id)
-            self._ini_fields.append(tuple(entries))
+                        ini_docs.setdefault(ini_units((ini, weights[fname])), []).append(doc_id)
             texts = nf["name"] + nf["keywords"]
             self._match_text.append(" ".join(texts))
-            self._match_py.append(" ".join(_pinyin_joined(t) for t in texts))
+            joined_py = []
+            for t in texts:
+                py = pinyin_cache.get(t)
+                if py is None:
+                    py = pinyin_cache[t] = _pinyin_joined(t)
+                joined_py.append(py)
+            self._match_py.append(" ".join(joined_py))
             self._exact.append(frozenset(t.replace(" ", "") for t in texts if t))
             # "|" between keywords so a phrase cannot match across two keywords
-            self._field_texts.append(
-                tuple(
-                    ("|".join(t.replace(" ", "") for t in nf[fname]), weights[fname])
-                    for fname, _, _ in _FIELDS
-                    if any(nf[fname])
-                )
-            )
-        return self
+            for fname, _, _ in _FIELDS:
+                if any(nf[fname]):
+                    text = "|".join(t.replace(" ", "") for t in nf[fname])
+                    phrase_docs.setdefault(phrase_units((fname, text)), []).append(doc_id)
+        self._ini_units = list(ini_units.values)
+        self._ini_unit_docs = [
+            np.array(ini_docs[u], dtype=np.int32) for u in range(len(self._ini_units))
+        ]
+        for u, (ini, _) in enumerate(self._ini_units):
+            for bg in set(_bigrams(ini)):
+                self._ini_index.setdefault(bg, []).append(u)
+        self._phrase_units = [(text, weights[fname]) for fname, text in phrase_units.values]
+        self._phrase_unit_docs = [
+            np.array(phrase_docs[u], dtype=np.int32) for u in range(len(self._phrase_units))
+        ]
+        for u, (text, _) in enumerate(self._phrase_units):
+            for bg in set(_bigrams(text)):
+                self._phrase_index.setdefault(bg, []).append(u)
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -535,25 +646,27 @@ class SearchIndex:
             return []
         limit = min(limit, MAX_LIMIT)
 
-        base: dict[int, float] = {}
+        # One score per doc, each posting list added in a single vectorised step: the cost of a
+        # common term (登记, 许可 in every county copy) is a C loop, not a Python one per doc.
+        scores = np.zeros(len(self._docs), dtype=np.float64)
         for term, qw in q.terms.items():
-            for doc_id, contrib in self._postings.get(term, ()):
-                base[doc_id] = base.get(doc_id, 0.0) + qw * contrib
+            ids, contrib = self._postings.get(term, _EMPTY_POSTINGS)
+            scores[ids] += qw * contrib
         for phrase, qw in q.phrases.items():
-            for doc_id, contrib in self._phrase_hits(phrase):
-                base[doc_id] = base.get(doc_id, 0.0) + qw * _W_PHRASE * contrib
+            ids, contrib = self._phrase_hits(phrase)
+            scores[ids] += (qw * _W_PHRASE) * contrib
         for ini in q.initials:
-            self._score_initials(ini, base)
+            self._score_initials(ini, scores)
         if type is not None:
-            base = {d: s for d, s in base.items() if self._docs[d].type == type}
-        if not base:
-            base = self._unigram_fallback(q.core_alt or q.core, type)
-        if not base:
+            scores[self._types != type] = 0.0
+        if not scores.any():
+            scores = self._unigram_fallback(q.core_alt or q.core, type)
+        pool = self._top(scores, _RERANK_POOL)
+        if not pool:
             return []
 
-        pool = heapq.nlargest(_RERANK_POOL, base.items(), key=lambda kv: kv[1])
         top_base = pool[0][1]
-        final = {d: s for d, s in pool}
+        final = dict(pool)
         self._fuzzy_bonus(q, [d for d, _ in pool], top_base, final)
         if q.bundle_cue:
             for d in final:
@@ -569,6 +682,20 @@ class SearchIndex:
             doc = self._docs[doc_id]
             hits.append(SearchHit(doc.type, doc.code, doc.name, round(score, 4)))
         return hits
+
+    @staticmethod
+    def _top(scores: npt.NDArray[np.float64], k: int) -> list[tuple[int, float]]:
+        """The k best (doc, score) with a score, best first; equal scores in catalogue order."""
+        cand = np.flatnonzero(scores > 0.0)
+        if len(cand) > k:
+            # argpartition finds the k-th best value; ties at that value go by doc id.
+            kth = -np.partition(-scores[cand], k - 1)[k - 1]
+            above = cand[scores[cand] > kth]
+            at = cand[scores[cand] == kth][: k - len(above)]
+            cand = np.concatenate((above, at))
+        order = np.lexsort((cand, -scores[cand]))
+        chosen = cand[order]
+        return list(zip(chosen.tolist(), scores[chosen].tolist(), strict=True))
 
     # ---- query analysis ----
     def _analyze(self, raw: str) -> _Query:
@@ -775,7 +902,7 @@ class SearchIndex:
             j = i
         return out[::-1]
 
-    def _unigram_fallback(self, core: str, doc_type: str | None) -> dict[int, float]:
+    def _unigram_fallback(self, core: str, doc_type: str | None) -> npt.NDArray[np.float64]:
         """Last resort when no other channel matched: shared characters.
 
         A doc must share at least two distinct characters with a multi-char query, so an
@@ -784,56 +911,61 @@ class SearchIndex:
         chars = [
             ch for ch in dict.fromkeys(core) if _HAN.match(ch) and ch not in self._lex.stop_tokens
         ]
-        base: dict[int, float] = {}
-        matched: Counter[int] = Counter()
+        n = len(self._docs)
+        base = np.zeros(n, dtype=np.float64)
+        matched = np.zeros(n, dtype=np.int32)
         for ch in chars:
-            for doc_id, contrib in self._postings.get("u:" + ch, ()):
-                if doc_type is None or self._docs[doc_id].type == doc_type:
-                    base[doc_id] = base.get(doc_id, 0.0) + _W_UNIGRAM_FALLBACK * contrib
-                    matched[doc_id] += 1
-        need = min(2, len(chars))
-        return {d: s for d, s in base.items() if matched[d] >= need}
+            ids, contrib = self._postings.get("u:" + ch, _EMPTY_POSTINGS)
+            base[ids] += _W_UNIGRAM_FALLBACK * contrib
+            matched[ids] += 1
+        if doc_type is not None:
+            base[self._types != doc_type] = 0.0
+        base[matched < min(2, len(chars))] = 0.0
+        return base
 
-    def _phrase_hits(self, phrase: str) -> list[tuple[int, float]]:
+    def _phrase_hits(self, phrase: str) -> _Postings:
         """Docs containing the phrase verbatim, with a BM25-saturated, idf-weighted score.
 
-        Candidates come from the rarest of the phrase's char bigrams, then a substring check;
-        results are cached per phrase since expansions repeat across queries.
+        The substring test runs once per distinct field text holding the phrase's rarest
+        bigram (county copies share their texts); each doc then sums its matching fields.
+        Cached per phrase, since expansions repeat across queries.
         """
         cached = self._phrase_cache.get(phrase)
         if cached is not None:
             return cached
-        lists = [self._postings.get("b:" + bg) for bg in _bigrams(phrase)]
-        hits: list[tuple[int, float]] = []
-        if lists and all(lists):
-            rarest = min((lst for lst in lists if lst), key=len)
-            for doc_id, _ in rarest:
-                s = sum(w for text, w in self._field_texts[doc_id] if phrase in text)
-                if s:
-                    hits.append((doc_id, s))
+        candidates = [self._phrase_index.get(bg, ()) for bg in _bigrams(phrase)]
+        s = np.zeros(len(self._docs), dtype=np.float64)
+        if candidates and all(candidates):
+            for u in min(candidates, key=len):
+                text, weight = self._phrase_units[u]
+                if phrase in text:
+                    s[self._phrase_unit_docs[u]] += weight
+        ids = np.flatnonzero(s).astype(np.int32)
+        s = s[ids]
         n = len(self._docs)
-        idf = math.log(1.0 + (n - len(hits) + 0.5) / (len(hits) + 0.5))
-        out = [(d, idf * s * (_K1 + 1) / (s + _K1)) for d, s in hits]
+        idf = math.log(1.0 + (n - len(ids) + 0.5) / (len(ids) + 0.5))
+        out = (ids, idf * s * (_K1 + 1) / (s + _K1))
         if len(self._phrase_cache) >= _PHRASE_CACHE_SIZE:
             self._phrase_cache.clear()  # crude bound; the hot set refills within seconds
         self._phrase_cache[phrase] = out
         return out
 
-    def _score_initials(self, ini: str, base: dict[int, float]) -> None:
-        docs: set[int] | None = None
+    def _score_initials(self, ini: str, scores: npt.NDArray[np.float64]) -> None:
+        """Initials ("sbk") as a substring of a field's initials; a doc scores its best field."""
+        units: set[int] | None = None
         for bg in _bigrams(ini):
-            hit = self._ini_index.get(bg, set())
-            docs = set(hit) if docs is None else docs & hit
-            if not docs:
+            hit = self._ini_index.get(bg, ())
+            units = set(hit) if units is None else units.intersection(hit)
+            if not units:
                 return
-        for doc_id in docs or ():
-            best = 0.0
-            for field_ini, weight in self._ini_fields[doc_id]:
-                if ini in field_ini:
-                    # coverage: "sbk" fully covering keyword 社保卡 beats a hit inside a long name
-                    best = max(best, weight * math.sqrt(len(ini) / len(field_ini)))
-            if best:
-                base[doc_id] = base.get(doc_id, 0.0) + _INITIALS_SCORE * best
+        best = np.zeros(len(self._docs), dtype=np.float64)
+        for u in sorted(units or ()):
+            field_ini, weight = self._ini_units[u]
+            if ini in field_ini:
+                # coverage: "sbk" fully covering keyword 社保卡 beats a hit inside a long name
+                ids = self._ini_unit_docs[u]
+                best[ids] = np.maximum(best[ids], weight * math.sqrt(len(ini) / len(field_ini)))
+        scores += _INITIALS_SCORE * best
 
     def _fuzzy_bonus(
         self, q: _Query, pool: list[int], top_base: float, final: dict[int, float]
