@@ -35,14 +35,14 @@ async def test_simultaneous_claims_of_one_person_leave_exactly_one_holder(app, f
         *(verification.finish_face(actor=a, verification_id=r.id) for a, r in ready),
         return_exceptions=True)
     assert all(isinstance(r, IdentityVerification) for r in results), results
-    assert {r.status for r in results} == {VerificationStatus.passed}  # type: ignore[union-attr]
+    assert {r.status for r in results} == {VerificationStatus.passed}
     assert await User.filter(person_id=person.id).count() == 1
     # Each later claim took the person from the one before: 7 recorded moves, a chain that
     # ends at the holder, and no move lost to a race.
     moves = await IdentityVerification.filter(took_from_id__isnull=False).order_by("finished_at")
     assert len(moves) == 7
     holder = await User.get(person_id=person.id)
-    givers = {m.took_from_id for m in moves}  # type: ignore[attr-defined]
+    givers = {m.took_from_id for m in moves}
     assert holder.id not in givers and len(givers) == 7
 
 
@@ -53,6 +53,6 @@ async def test_one_verification_finished_many_times_at_once_binds_once(app, fake
         *(verification.finish_face(actor=actor, verification_id=row.id) for _ in range(12)),
         return_exceptions=True)
     assert all(isinstance(r, IdentityVerification) for r in results), results
-    assert {(r.id, r.status) for r in results} == {(row.id, VerificationStatus.passed)}  # type: ignore[union-attr]
+    assert {(r.id, r.status) for r in results} == {(row.id, VerificationStatus.passed)}
     assert await User.filter(person_id__isnull=False).count() == 1
     assert await IdentityVerification.filter(took_from_id__isnull=False).count() == 0
