@@ -9,17 +9,19 @@ The phone's own callback is never trusted: step 3 asks WeChat server to server.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from pydantic import BaseModel, Field
 from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
 
 from api.cases import MAX_ID
 from api.endpoint import endpoint
 from api.observability import request_id
 from models.users import Role
 from models.verification import IdentityVerification
-from services import clock, verification
+from services import clock, idempotency, verification
 from services.auth import Principal
 
 bp = Blueprint("identity", url_prefix="/api/v1/me/identity")
@@ -69,14 +71,31 @@ def verification_out(row: IdentityVerification) -> IdentityVerificationOut:
         finished_at=clock.local(row.finished_at) if row.finished_at else None)
 
 
+async def _once(request: Request, principal: Principal, body: BaseModel,
+                action: Callable[[], Awaitable[IdentityVerification]]) -> HTTPResponse:
+    """A flaky network may repeat a start: with an Idempotency-Key the repeat gets the first
+    reply (and spends no second attempt of the rate limit) instead of a new session."""
+
+    async def run() -> tuple[int, object]:
+        return 201, verification_out(await action()).model_dump(mode="json")
+
+    status, payload = await idempotency.run_once(
+        user_id=principal.user_id, key=request.headers.get("idempotency-key"),
+        fingerprint=idempotency.request_fingerprint("POST", request.path,
+                                                    body.model_dump(mode="json")),
+        action=run)
+    return json(payload, status=status)
+
+
 @bp.post("/verifications")
 @endpoint(body=IdentityVerifyIn, response=IdentityVerificationOut, status=201, errors=(503,),
-          summary="实名认证第1步：发起人脸核身，取得 verifyId", tag="me")
+          summary="实名认证第1步：发起人脸核身，取得 verifyId（可带 Idempotency-Key 头安全重试）",
+          tag="me")
 async def start_verification(
-    _request: Request, body: IdentityVerifyIn, principal: Principal
-) -> IdentityVerificationOut:
-    row = await verification.start_face(actor=principal, name=body.name, id_number=body.id_number)
-    return verification_out(row)
+    request: Request, body: IdentityVerifyIn, principal: Principal
+) -> HTTPResponse:
+    return await _once(request, principal, body, lambda: verification.start_face(
+        actor=principal, name=body.name, id_number=body.id_number))
 
 
 @bp.get("/verifications/<verification_id:int>")
@@ -116,7 +135,7 @@ async def notices(_request: Request, principal: Principal) -> IdentityNoticesOut
           tag="admin")
 async def desk_verification(
     request: Request, body: IdentityDeskIn, principal: Principal
-) -> IdentityVerificationOut:
-    row = await verification.desk_bind(actor=principal, user_id=body.user_id, name=body.name,
-                                       id_number=body.id_number, request_id=request_id(request))
-    return verification_out(row)
+) -> HTTPResponse:
+    return await _once(request, principal, body, lambda: verification.desk_bind(
+        actor=principal, user_id=body.user_id, name=body.name, id_number=body.id_number,
+        request_id=request_id(request)))

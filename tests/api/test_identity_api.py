@@ -310,3 +310,37 @@ async def test_what_needs_a_proven_identity(api, fake_wechat):
     role = await admin.post(f"/api/v1/admin/users/{zhang.user_id}/roles",
                             json={"role": "enterprise_agent"})
     assert role.status == 200 and "enterprise_agent" in role.json["roles"]
+
+
+async def test_a_repeated_start_with_a_key_gets_the_first_answer(api, fake_wechat):
+    s = await api.login("zhang")
+    key = {"Idempotency-Key": "start-1"}
+    first = await s.post(START, json={"name": ZHANG[0], "id_number": ZHANG[1]}, headers=key)
+    again = await s.post(START, json={"name": ZHANG[0], "id_number": ZHANG[1]}, headers=key)
+    assert first.status == again.status == 201 and again.json == first.json
+    assert await IdentityVerification.all().count() == 1
+    other = await s.post(START, json={"name": LI[0], "id_number": LI[1]}, headers=key)
+    assert other.status == 409 and other.json["error"]["code"] == "idempotency_conflict"
+
+
+async def test_wechat_down_is_a_fast_503_and_the_attempt_survives(api, fake_wechat, monkeypatch):
+    import requests
+
+    s = await api.login("zhang")
+    started = await _start(s, *ZHANG)
+    await _face(api, started.json["verify_id"])
+
+    def down(*_a: Any, **_k: Any) -> Any:
+        raise requests.ConnectionError("wechat unreachable")
+
+    monkeypatch.setattr(fake_wechat, "handle", down)
+    finish = await _finish(s, started.json["id"])
+    assert finish.status == 503 and finish.json["error"]["code"] == "wechat_unavailable"
+    row = await IdentityVerification.get(id=started.json["id"])
+    assert row.status == VerificationStatus.pending  # nothing decided: finishing later works
+    refused = await _start(s, *ZHANG)
+    assert refused.status == 503 and refused.json["error"]["code"] == "wechat_unavailable"
+    assert await IdentityVerification.filter(outcome="wechat_unavailable").count() == 1
+    monkeypatch.undo()
+    done = await _finish(s, started.json["id"])
+    assert done.status == 200 and done.json["status"] == "passed", done.text
