@@ -16,6 +16,7 @@ from sanic import Request, Sanic
 from sanic.config import Config
 from sanic.response import HTTPResponse, raw
 from sanic.response import json as json_response
+from sanic_ext.extensions.openapi import openapi
 
 from miniprogram_stub.platform import FakeWeChatPlatform
 
@@ -39,7 +40,9 @@ def mount_face_step(app: Sanic, platform: FakeWeChatPlatform) -> None:  # type: 
     Body ``{"verify_id", "result": "face" | "cancel" | "timeout" | ..., "face": ID number}``
     (see FakeWeChatPlatform.face_verify)."""
 
+    # Not part of our API (a stand-in for what the phone does with WeChat): kept out of /docs.
     @app.post(FACE_STEP_PATH, name="stub_face_verify")
+    @openapi.exclude()
     async def stub_face_verify(request: Request) -> HTTPResponse:
         status, headers, body = await asyncio.to_thread(
             platform.handle, "POST", FACE_STEP_PATH, {}, request.body)

@@ -344,3 +344,21 @@ async def test_wechat_down_is_a_fast_503_and_the_attempt_survives(api, fake_wech
     monkeypatch.undo()
     done = await _finish(s, started.json["id"])
     assert done.status == 200 and done.json["status"] == "passed", done.text
+
+
+async def test_policy_matches_need_a_proven_person(api, fake_wechat):
+    """Matches reveal a person's facts (age 85 -> 高龄补贴): a typed-in binding sees none."""
+    from services import seed
+
+    await seed.run()
+    person = await Person.get(id_number_hash=people.id_lookup_hash(ZHANG[1]))
+    legacy = await api.login("legacy-policies")
+    await User.filter(id=legacy.user_id).update(person_id=person.id)
+    mine = await legacy.get("/api/v1/policies/for-me")
+    assert mine.status == 200, mine.text
+    assert not [m for m in mine.json["policies"] if m["for_me"]]
+    await User.filter(id=legacy.user_id).update(person_id=None)
+    zhang = await api.login("zhang")
+    await zhang.bind_identity(*ZHANG)
+    proven = (await zhang.get("/api/v1/policies/for-me")).json["policies"]
+    assert [m for m in proven if m["for_me"]]
