@@ -162,6 +162,8 @@ async def test_someone_elses_verification_is_404(api, fake_wechat):
     assert (await _finish(other, vid)).status == 404
     assert (await _user(zhang)).person is None  # the other's finish did nothing
     assert (await api.get(f"{START}/{vid}")).status == 401
+    assert (await api.post(f"{START}/{vid}/finish")).status == 401
+    assert (await api.get("/api/v1/me/identity/notices")).status == 401
     assert (await api.post(START, json={"name": "张建国", "id_number": ZHANG[1]})).status == 401
     mine = await zhang.get(f"{START}/{vid}")
     assert mine.status == 200 and mine.json["status"] == "pending"
