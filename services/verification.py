@@ -201,6 +201,10 @@ async def finish_face(*, actor: Principal, verification_id: int,
     row = await access_verification(actor, verification_id, for_change=True)
     if row.status != VerificationStatus.pending:
         return _replay(row)
+    # Each pending finish is a WeChat call: a client polling in a loop mustn't spend the
+    # appid's quota.
+    await ratelimit.hit(f"idv:finish:{actor.user_id}", limit=30, window_seconds=60,
+                        message="查询过于频繁，请稍后再试")
     if row.method != VerificationMethod.face or not row.verify_id:
         raise not_found("核身记录")
     # verify_id's lifetime bounds starting the face step; a finish a little after it (the
@@ -300,6 +304,10 @@ async def desk_bind(*, actor: Principal, user_id: int, name: str, id_number: str
     compared the card with the face in front of them."""
     if not actor.has(Role.staff):
         raise AppError(ErrorCode.forbidden)
+    if user_id == actor.user_id:
+        # Four eyes: a clerk binding their own account to someone is exactly the squat this
+        # guards against, done from inside.
+        raise AppError(ErrorCode.forbidden, "不能为自己的账号办理窗口核验")
     idn = people.parse_id_number(id_number)
     name = name.strip()
     id_hash = people.id_lookup_hash(idn.value)

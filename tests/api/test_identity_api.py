@@ -250,6 +250,9 @@ async def test_desk_verification_binds_a_walk_in_and_never_moves_a_person(api, f
     assert (await helper.post(desk, json=body)).status == 403
     assert (await api.post(desk, json=body)).status == 401
     assert (await clerk.post(desk, json={**body, "user_id": 10**12})).status == 404
+    own = await clerk.post(desk, json={**body, "user_id": clerk.user_id})
+    assert own.status == 403  # never for one's own account
+    assert (await _user(clerk)).person is None
     resp = await clerk.post(desk, json=body)
     assert resp.status == 201, resp.text
     assert resp.json["method"] == "desk" and resp.json["status"] == "passed"
@@ -364,3 +367,12 @@ async def test_policy_matches_need_a_proven_person(api, fake_wechat):
     await zhang.bind_identity(*ZHANG)
     proven = (await zhang.get("/api/v1/policies/for-me")).json["policies"]
     assert [m for m in proven if m["for_me"]]
+
+
+async def test_polling_a_pending_finish_is_limited(api, fake_wechat):
+    s = await api.login("zhang")
+    started = await _start(s, *ZHANG)
+    answers = [(await _finish(s, started.json["id"])).status for _ in range(31)]
+    assert answers[:30] == [409] * 30 and answers[30] == 429
+    row = await IdentityVerification.get(id=started.json["id"])
+    assert row.status == VerificationStatus.pending  # polling decided nothing
