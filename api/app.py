@@ -22,6 +22,7 @@ from api import codes as codes_api
 from api import feedback as feedback_api
 from api import guide as guide_api
 from api import helpers as helpers_api
+from api import identity as identity_api
 from api import map as map_api
 from api import policies as policies_api
 from api import ratings as ratings_api
@@ -36,7 +37,8 @@ BLUEPRINTS = [health.bp, auth.bp, me.bp, admin.bp,
               cases_api.bp, cases_api.admin_bp, helpers_api.bp, helpers_api.proxy_bp,
               helpers_api.admin_bp, codes_api.bp,
               feedback_api.bp, feedback_api.admin_bp, ratings_api.bp, ratings_api.admin_bp,
-              stats_api.bp, appointments_api.bp]
+              stats_api.bp, appointments_api.bp,
+              identity_api.bp, identity_api.admin_bp]
 
 
 def build_wechat(settings: Settings) -> tuple[wechat_service.WeChat, Any]:
@@ -77,6 +79,11 @@ def create_app(
     config.OAS_AUTODOC = False
     config.CORS = False
     config.HEALTH = False
+    # Trust forwarded client addresses only when configured (off by default): rate limits
+    # bucket by request.client_ip, which a forged X-Forwarded-For must not choose.
+    config.PROXIES_COUNT = settings.proxies_count or None
+    config.REAL_IP_HEADER = settings.real_ip_header or None
+    config.FORWARDED_SECRET = settings.forwarded_secret or None
     app: Sanic = Sanic(name, config=config)  # type: ignore[type-arg]
     app.ext.openapi.describe(
         "小庆帮办 API",
@@ -106,6 +113,12 @@ def create_app(
 
     gateway, app.ctx.fake_wechat = build_wechat(settings)
     wechat_service.configure(gateway)
+    if app.ctx.fake_wechat is not None:
+        # Stub mode only (refused in production): the phone's side of wx.requestFacialVerify,
+        # which on a real phone talks to WeChat, not to us.
+        from miniprogram_stub.server import mount_face_step
+
+        mount_face_step(app, app.ctx.fake_wechat)
 
     if manage_resources:
 

@@ -20,7 +20,7 @@ from models.appointments import (
 )
 from models.catalogue import WindowKind
 from models.users import Role
-from services import appointments, clock, idempotency, people, slots, waitlist
+from services import appointments, clock, idempotency, slots, verification, waitlist
 from services.appointments import OnBehalf
 from services.auth import Principal
 from services.errors import not_found
@@ -190,7 +190,7 @@ class WaitlistListOut(BaseModel):
 
 async def _out_many(rows: list[Appointment], principal: Principal) -> list[AppointmentOut]:
     names = await appointments.item_names({a.item_code for a in rows})
-    me = await people.person_of(principal.user_id)
+    me = await verification.verified_person_of(principal.user_id)
     out = []
     for a in rows:
         mine = (principal.user_id in (a.booked_by_id, a.resident_id)  # type: ignore[attr-defined]

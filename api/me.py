@@ -12,6 +12,7 @@ from models.enterprises import EnterpriseAgent
 from models.users import Person
 from services import audit, clock, notifications, people, users
 from services.auth import Principal, roles_of
+from services.errors import AppError, ErrorCode
 from services.wechat import wechat
 
 bp = Blueprint("me", url_prefix="/api/v1/me")
@@ -39,6 +40,7 @@ class MeOut(BaseModel):
     phone: str | None = Field(description="脱敏手机号")
     identity: IdentityOut | None
     enterprises: list[EnterpriseBrief]
+    identity_level: str = Field(description="none 未认证 / desk 窗口核验 / face 人脸核身")
 
 
 class BindIdentityIn(BaseModel):
@@ -100,6 +102,7 @@ async def _me(user_id: int) -> MeOut:
         identity=identity_out(user.person) if user.person else None,
         enterprises=[EnterpriseBrief(id=a.enterprise.id, name=a.enterprise.name,
                                      uscc=a.enterprise.uscc) for a in agencies],
+        identity_level=user.identity_level,
     )
 
 
@@ -110,12 +113,14 @@ async def me(_request: Request, principal: Principal) -> MeOut:
 
 
 @bp.post("/identity")
-@endpoint(body=BindIdentityIn, response=MeOut, status=201, summary="实名认证：绑定姓名与身份证号",
+@endpoint(body=BindIdentityIn, response=MeOut, status=201, errors=(410,),
+          summary="已停用：实名认证须通过人脸核身（POST /api/v1/me/identity/verifications）",
           tag="me")
 async def bind_identity(_request: Request, body: BindIdentityIn, principal: Principal) -> MeOut:
-    await people.bind_identity(user_id=principal.user_id, name=body.name,
-                               id_number=body.id_number)
-    return await _me(principal.user_id)
+    # Typing a name and an ID number proved nothing: anyone could become anyone (issue 11).
+    # Older clients get a clear answer naming the new flow instead of a binding.
+    del body, principal
+    raise AppError(ErrorCode.identity_face_required)
 
 
 @bp.post("/phone")

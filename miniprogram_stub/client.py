@@ -59,6 +59,34 @@ class MiniProgram:
         return resp.content
 
 
+    async def request_facial_verify(self, verify_id: str, *, result: str = "face",
+                                    face: str | None = None) -> int:
+        """``wx.requestFacialVerify({verifyId})``. On a phone WeChat runs the face check and
+        reports to its own servers, not to ours; against the stub platform the scripted user
+        says what happens: ``result`` "face" shows a face (the phone owner's, or ``face`` = the
+        ID number of whoever is really in front of the camera), or "cancel", "timeout",
+        "no_camera", ... (miniprogram_stub.platform.FACE_RESULTS). Returns the verify_ret the
+        platform recorded; our server learns it only by asking WeChat itself."""
+        body: dict[str, Any] = {"verify_id": verify_id, "result": result}
+        if face is not None:
+            body["face"] = face
+        resp = await self.http.post("/_stub/face/verify", json=body)
+        data = resp.json()
+        if resp.status_code != 200 or data.get("errcode") != 0:
+            raise JourneyError(f"{self.code}: wx.requestFacialVerify failed: {resp.text[:300]}")
+        return int(data["verify_ret"])
+
+    async def verify_identity(self, name: str, id_number: str, *, result: str = "face",
+                              face: str | None = None, expect: int | Iterable[int] = 200) -> Any:
+        """The mini program's real-name flow: start, the face step, then our server asks."""
+        started = await self.call("POST", "/api/v1/me/identity/verifications",
+                                  json={"name": name, "id_number": id_number}, expect=201)
+        await self.request_facial_verify(started["verify_id"], result=result, face=face)
+        return await self.call("POST",
+                               f"/api/v1/me/identity/verifications/{started['id']}/finish",
+                               expect=expect)
+
+
 class Journeys:
     """What a journey gets: phones for demo users, logged in on first use."""
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from miniprogram_stub.platform import FakeWeChatPlatform
 from models.enterprises import Enterprise, EnterpriseAgent
-from models.users import Person, Role, User, UserRole
-from services import people
+from models.users import IdentityLevel, Person, Role, User, UserRole
+from services import clock, people
 
 # code -> (roles, ID number of the person bound to the account, or None)
 ACCOUNTS: dict[str, tuple[tuple[Role, ...], str | None]] = {
@@ -17,7 +17,7 @@ ACCOUNTS: dict[str, tuple[tuple[Role, ...], str | None]] = {
     "demo-helper": ((Role.helper,), None),
     "demo-helper2": ((Role.helper,), None),
     "demo-worker": ((Role.community_worker,), None),
-    "demo-agent": ((Role.enterprise_agent,), None),
+    "demo-agent": ((Role.enterprise_agent,), "62100219850412031X"),  # 陈志强
     "zhang": ((), "621002194103050316"),  # 张建国, 85, elderly
     "li": ((), "621021197508120426"),  # 李秀兰, disabled
     "wang": ((), "621002200302170132"),  # 王小明, graduate
@@ -39,8 +39,13 @@ async def seed(appid: str) -> None:
         if id_number and user.person_id is None:  # type: ignore[attr-defined]
             person = await Person.get(id_number_hash=people.id_lookup_hash(id_number))
             if not await User.filter(person=person).exists():
+                # Demo residents come face-verified (their faces are the stub platform's
+                # DEMO_FACES), so the 人码 and everything else needing proof works at once.
                 user.person = person
-                await user.save(update_fields=["person_id"])
+                user.identity_level = IdentityLevel.face
+                user.identity_verified_at = clock.now()
+                await user.save(update_fields=["person_id", "identity_level",
+                                               "identity_verified_at"])
         if Role.enterprise_agent in roles:
             ent = await Enterprise.get_or_none(uscc=AGENT_ENTERPRISE)
             if ent is not None:

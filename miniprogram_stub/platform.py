@@ -45,6 +45,32 @@ RISKY_WORDS: dict[str, int] = {"赌博": 20006, "色情": 20002, "fuck": 20003}
 REVIEW_WORDS: dict[str, int] = {"审核": 21000}
 PASS_LABEL = 100
 
+# 人脸核身. The stand-in for the 公安 photo registry: ID number -> name, and whose face is
+# behind a WeChat account (demo logins are their own residents). ``register_face`` adds more.
+DEMO_FACES: dict[str, tuple[str, str]] = {
+    # login code: (name, ID number)
+    "zhang": ("张建国", "621002194103050316"),
+    "li": ("李秀兰", "621021197508120426"),
+    "wang": ("王小明", "621002200302170132"),
+    "zhao": ("赵丽", "621026199206300246"),
+    "demo-agent": ("陈志强", "62100219850412031X"),  # the demo enterprise's agent
+}
+FACE_SESSION_TTL_SECONDS = 3600
+VERIFY_PASSED = 10000
+VERIFY_ID_MISMATCH = 10003  # 身份证号与姓名不匹配
+VERIFY_FACE_MISMATCH = 10004  # 比对人脸信息不匹配
+# What the person in front of the phone can do in wx.requestFacialVerify besides showing a face
+# (``POST /_stub/face/verify {"verify_id", "result"}``), with the verify_ret WeChat reports.
+FACE_RESULTS: dict[str, int] = {
+    "cancel": 90004,  # 用户在识别过程中取消
+    "timeout": 90017,  # 识别过程超时
+    "no_camera": 90008,  # 相机权限未授权
+    "unsupported": 90001,  # 设备不支持人脸检测
+    "capture_failed": 90011,  # 人脸数据采集无效
+    "system_error": 90018,  # 系统错误
+}
+_OUT_SEQ_NO = re.compile(r"[0-9A-Za-z_-]{5,32}")
+
 
 class LoginRecord(TypedDict):
     code: str
@@ -83,6 +109,37 @@ class SecCheckRecord(TypedDict):
     suggest: str
     label: int
     at: float
+
+
+class FaceCheckRecord(TypedDict):
+    verify_id: str
+    openid: str
+    face: str | None
+    verify_ret: int
+    at: float
+
+
+@dataclass
+class _FaceSession:
+    appid: str
+    out_seq_no: str
+    openid: str
+    cert_name: str
+    cert_no: str
+    expires_at: float
+    verify_ret: int | None = None
+
+
+def cert_hash(cert_type: str, cert_name: str, cert_no: str) -> str:
+    """Per WeChat's docs: standard base64 of each field, ``k=v`` joined by ``&``, SHA-256 hex.
+    Written here apart from services.wechat.cert_hash on purpose: the stand-in checks the
+    service's hash the way WeChat would, so sharing one function would hide a bug in it."""
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+    joined = f"cert_type={b64(cert_type)}&cert_name={b64(cert_name)}&cert_no={b64(cert_no)}"
+    return hashlib.sha256(joined.encode("ascii")).hexdigest()
 
 
 @dataclass
@@ -169,6 +226,12 @@ class FakeWeChatPlatform:
         self.wxacodes: list[WxaCodeRecord] = []
         self.phone_lookups: list[PhoneLookup] = []
         self.sec_checks: list[SecCheckRecord] = []
+        self.face_checks: list[FaceCheckRecord] = []
+        self._face_sessions: dict[str, _FaceSession] = {}
+        self._out_seq_nos: set[tuple[str, str]] = set()
+        self.authority: dict[str, str] = {}
+        self.faces: dict[str, str] = {}
+        self._register_demo_faces()
         self._routes: dict[str, tuple[str, bool, Callable[..., _Outcome]]] = {
             # path: (HTTP method, needs access_token, handler)
             "/sns/jscode2session": ("GET", False, self._jscode2session),
@@ -178,6 +241,10 @@ class FakeWeChatPlatform:
             "/wxa/getwxacodeunlimit": ("POST", True, self._wxacode_unlimit),
             "/wxa/business/getuserphonenumber": ("POST", True, self._phone_number),
             "/wxa/msg_sec_check": ("POST", True, self._msg_sec_check),
+            "/cityservice/face/identify/getverifyid": ("POST", True, self._get_verify_id),
+            "/cityservice/face/identify/queryverifyinfo": ("POST", True, self._query_verify_info),
+            # Not WeChat's: what the phone does in wx.requestFacialVerify (see face_verify).
+            "/_stub/face/verify": ("POST", False, self._face_verify_endpoint),
         }
 
     # ------------------------------------------------------------------ public
@@ -192,6 +259,21 @@ class FakeWeChatPlatform:
     def phone_for(self, code: str) -> str:
         digits = int.from_bytes(hashlib.sha256(code.encode("utf-8")).digest()[:8], "big")
         return f"138{digits % 100_000_000:08d}"
+
+    def register_face(self, openid: str, *, name: str, id_number: str) -> None:
+        """Declare who really holds the phone behind ``openid`` (and put them in the registry).
+        Their face then passes for their own ID and fails (10004) for anyone else's."""
+        with self._lock:
+            self.authority[id_number] = name
+            self.faces[openid] = id_number
+
+    def face_verify(self, verify_id: str, *, result: str = "face",
+                    face: str | None = None) -> JSONObject:
+        """The user's step in ``wx.requestFacialVerify``: ``result`` "face" shows a face (the
+        phone owner's, or ``face`` = the ID number of whoever is really in front of the
+        camera); any key of FACE_RESULTS ends the session that way instead."""
+        with self._lock:
+            return self._face_verify(verify_id, result=result, face=face)
 
     def refuse(self, openid: str) -> None:
         with self._lock:
@@ -214,6 +296,10 @@ class FakeWeChatPlatform:
             self.wxacodes.clear()
             self.phone_lookups.clear()
             self.sec_checks.clear()
+            self.face_checks.clear()
+            self.faces.clear()
+            self.authority.clear()
+            self._register_demo_faces()
 
     def snapshot(self) -> JSONObject:
         with self._lock:
@@ -226,6 +312,7 @@ class FakeWeChatPlatform:
                     "wxacodes": self.wxacodes,
                     "phone_lookups": self.phone_lookups,
                     "sec_checks": self.sec_checks,
+                    "face_checks": self.face_checks,
                 }
             )
 
@@ -501,3 +588,91 @@ class FakeWeChatPlatform:
             if word in folded:
                 return "review", label, word
         return "pass", PASS_LABEL, None
+
+    # ------------------------------------------------------------ 人脸核身
+
+    def _register_demo_faces(self) -> None:
+        for code, (name, id_number) in DEMO_FACES.items():
+            self.authority[id_number] = name
+            self.faces[self.openid_for(code)] = id_number
+
+    def _get_verify_id(self, appid: str, body: bytes) -> Reply:
+        payload = _parse_json_object(body)
+        if payload is None:
+            return _error(47001, "data format error")
+        out_seq_no, openid, cert = (payload.get("out_seq_no"), payload.get("openid"),
+                                    payload.get("cert_info"))
+        if not isinstance(out_seq_no, str) or not _OUT_SEQ_NO.fullmatch(out_seq_no):
+            return _error(47003, "argument invalid! out_seq_no")
+        if not isinstance(openid, str) or not openid:
+            return _error(40003, "invalid openid")
+        if not isinstance(cert, dict) or cert.get("cert_type") != "IDENTITY_CARD":
+            return _error(47003, "argument invalid! cert_info.cert_type")
+        name, number = cert.get("cert_name"), cert.get("cert_no")
+        if not isinstance(name, str) or not name or not isinstance(number, str) or not number:
+            return _error(47003, "argument invalid! cert_info")
+        if (appid, out_seq_no) in self._out_seq_nos:
+            return _error(47003, "argument invalid! out_seq_no duplicated")
+        self._out_seq_nos.add((appid, out_seq_no))
+        verify_id = "fv_" + secrets.token_urlsafe(24)
+        self._face_sessions[verify_id] = _FaceSession(
+            appid=appid, out_seq_no=out_seq_no, openid=openid, cert_name=name, cert_no=number,
+            expires_at=self._clock() + FACE_SESSION_TTL_SECONDS)
+        return _json_reply({"errcode": 0, "errmsg": "ok", "verify_id": verify_id,
+                            "expires_in": FACE_SESSION_TTL_SECONDS})
+
+    def _query_verify_info(self, appid: str, body: bytes) -> Reply:
+        payload = _parse_json_object(body)
+        if payload is None:
+            return _error(47001, "data format error")
+        session = self._face_sessions.get(str(payload.get("verify_id", "")))
+        if session is None or session.appid != appid:
+            return _error(84001, "invalid verify_id")
+        # WeChat checks cert_info and openid and answers an errcode, not a verify_ret, when
+        # they differ: the result can't be replayed for another identity or account.
+        if payload.get("out_seq_no") != session.out_seq_no:
+            return _error(47003, "argument invalid! out_seq_no not match")
+        if payload.get("openid") != session.openid:
+            return _error(40003, "invalid openid")
+        expected = cert_hash("IDENTITY_CARD", session.cert_name, session.cert_no)
+        if payload.get("cert_hash") != expected:
+            return _error(47003, "argument invalid! cert_hash not match")
+        if session.verify_ret is None:
+            # The user has not been through the face step yet: no result to report.
+            return _json_reply({"errcode": 0, "errmsg": "ok"})
+        return _json_reply({"errcode": 0, "errmsg": "ok", "verify_ret": session.verify_ret})
+
+    def _face_verify_endpoint(self, _query: Mapping[str, str], body: bytes) -> Reply:
+        payload = _parse_json_object(body)
+        if payload is None or not isinstance(payload.get("verify_id"), str):
+            return _error(47001, "data format error")
+        result = payload.get("result", "face")
+        face = payload.get("face")
+        if not isinstance(result, str) or (face is not None and not isinstance(face, str)):
+            return _error(47001, "data format error")
+        return _json_reply(self._face_verify(payload["verify_id"], result=result, face=face))
+
+    def _face_verify(self, verify_id: str, *, result: str, face: str | None) -> JSONObject:
+        session = self._face_sessions.get(verify_id)
+        if session is None:
+            return {"errcode": 84001, "errmsg": "invalid verify_id"}
+        if session.expires_at <= self._clock():
+            return {"errcode": 84002, "errmsg": "verify_id expired"}
+        if session.verify_ret is not None:
+            return {"errcode": 84003, "errmsg": "verify_id already used"}
+        if result == "face":
+            shown = face if face is not None else self.faces.get(session.openid)
+            if shown is None or shown != session.cert_no:
+                ret = VERIFY_FACE_MISMATCH
+            elif self.authority.get(session.cert_no, session.cert_name) != session.cert_name:
+                ret = VERIFY_ID_MISMATCH
+            else:
+                ret = VERIFY_PASSED
+        elif result in FACE_RESULTS:
+            ret, shown = FACE_RESULTS[result], None
+        else:
+            return {"errcode": 47003, "errmsg": "argument invalid! result"}
+        session.verify_ret = ret
+        self.face_checks.append({"verify_id": verify_id, "openid": session.openid, "face": shown,
+                                 "verify_ret": ret, "at": self._clock()})
+        return {"errcode": 0, "errmsg": "ok", "verify_ret": ret}

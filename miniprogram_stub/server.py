@@ -16,6 +16,7 @@ from sanic import Request, Sanic
 from sanic.config import Config
 from sanic.response import HTTPResponse, raw
 from sanic.response import json as json_response
+from sanic_ext.extensions.openapi import openapi
 
 from miniprogram_stub.platform import FakeWeChatPlatform
 
@@ -28,6 +29,24 @@ class StubContext:
 
 
 StubApp = Sanic[Config, StubContext]
+
+
+FACE_STEP_PATH = "/_stub/face/verify"
+
+
+def mount_face_step(app: Sanic, platform: FakeWeChatPlatform) -> None:  # type: ignore[type-arg]
+    """Serve the phone's side of ``wx.requestFacialVerify`` from an app that holds the platform
+    in-process (the backend in stub mode), at the same path the standalone stub serves it.
+    Body ``{"verify_id", "result": "face" | "cancel" | "timeout" | ..., "face": ID number}``
+    (see FakeWeChatPlatform.face_verify)."""
+
+    # Not part of our API (a stand-in for what the phone does with WeChat): kept out of /docs.
+    @app.post(FACE_STEP_PATH, name="stub_face_verify")
+    @openapi.exclude()
+    async def stub_face_verify(request: Request) -> HTTPResponse:
+        status, headers, body = await asyncio.to_thread(
+            platform.handle, "POST", FACE_STEP_PATH, {}, request.body)
+        return raw(body, status=status, content_type=headers["Content-Type"])
 
 
 def create_stub_app(platform: FakeWeChatPlatform | None = None, name: str = APP_NAME) -> StubApp:

@@ -17,6 +17,16 @@ class Role(StrEnum):
     admin = "admin"
 
 
+class IdentityLevel(StrEnum):
+    """How the account's real-name person was proven (docs/foundation.md):
+    face = WeChat 人脸核身 (实名 + 实人); desk = window staff saw the ID card in person;
+    none = no person, or a binding from before either proof existed."""
+
+    none = "none"
+    desk = "desk"
+    face = "face"
+
+
 class User(Model):
     id = fields.BigIntField(primary_key=True)
     openid = fields.CharField(max_length=64, unique=True)
@@ -32,6 +42,8 @@ class User(Model):
     is_active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     last_login_at = fields.DatetimeField(null=True)
+    identity_level = fields.CharEnumField(IdentityLevel, max_length=8, default=IdentityLevel.none)
+    identity_verified_at = fields.DatetimeField(null=True)
 
     roles: fields.ReverseRelation[UserRole]
 

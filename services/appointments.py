@@ -41,6 +41,7 @@ from services import audit, clock, deskview, jobs, notifications, people, rateli
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.settings import get_settings
+from services.verification import verified_person_of
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ async def _may_see(actor: Principal, appt: Appointment, *, staff_ok: bool) -> bo
     uid = actor.user_id
     if uid in (appt.booked_by_id, appt.resident_id):  # type: ignore[attr-defined]
         return True
-    mine = await people.person_of(uid)
+    mine = await verified_person_of(uid)  # others' bookings: proven only
     if mine is not None and mine.id == appt.person_id:  # type: ignore[attr-defined]
         return True
     return staff_ok and actor.is_staff
@@ -274,7 +275,7 @@ async def list_mine(*, actor: Principal, status: AppointmentStatus | None = None
                     cursor: int | None = None, limit: int = 20) -> list[Appointment]:
     """Appointments for me (however they were booked) and those I booked for others."""
     cond = Q(booked_by_id=actor.user_id) | Q(resident_id=actor.user_id)
-    mine = await people.person_of(actor.user_id)
+    mine = await verified_person_of(actor.user_id)
     if mine is not None:
         cond |= Q(person_id=mine.id)
     qs = Appointment.filter(cond).select_related("hall", "person").order_by("-id")

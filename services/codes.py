@@ -51,7 +51,7 @@ from models.catalogue import Hall
 from models.codes import CodeKind, DoorPlate, ElectronicLicence, GridAssignment, IssuedCode, ScanLog
 from models.enterprises import Enterprise, EnterpriseAgent
 from models.users import Person, Role
-from services import cache, clock, db, deskview, jobs, people, pii, ratelimit
+from services import cache, clock, db, deskview, jobs, people, pii, ratelimit, verification
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.identity import InvalidCreditCode, validate_uscc
@@ -226,9 +226,8 @@ async def _person_static_view(person: Person) -> dict[str, Any]:
 async def issue_person_code(*, user_id: int) -> IssuedQr:
     # The app refreshes about once a minute; a loop fetching codes only fills Redis.
     await ratelimit.hit(f"mecode:{user_id}", limit=30, window_seconds=60)
-    person = await people.person_of(user_id)
-    if person is None:
-        raise AppError(ErrorCode.identity_required, "请先完成实名认证再使用个人码")
+    # The 人码 shows the person's ID to window staff: only a proven identity gets one.
+    person = await verification.require_verified(user_id)
     ttl = get_settings().person_code_ttl_seconds
     now = clock.now()
     expires = int(now.timestamp()) + ttl
@@ -1004,7 +1003,7 @@ class ScanSeen:
 
 async def scans_of_my_code(*, user_id: int, cursor: int | None,
                            limit: int) -> tuple[list[ScanSeen], int | None]:
-    person = await people.person_of(user_id)
+    person = await verification.verified_person_of(user_id)
     if person is None:
         return [], None
     try:

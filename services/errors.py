@@ -60,6 +60,19 @@ class ErrorCode(Enum):
     wechat_unavailable = (503, "微信服务暂时不可用，请稍后再试")
     unavailable = (503, "服务暂时不可用，请稍后再试")
     internal_error = (500, "系统繁忙，请稍后再试")
+    # 实名 + 实人 (services/verification.py): one code per outcome the mini program must tell
+    # apart. Name/ID vs face mismatches share one answer so the flow can't be used as an oracle.
+    identity_face_required = (410, "实名认证须通过人脸核身完成，请使用新版小程序")
+    identity_unverified = (403, "请先通过人脸核身（或到窗口核验身份）完成实人认证")
+    face_pending = (409, "人脸核身尚未完成，请完成后再试")
+    face_cancelled = (409, "您已取消人脸核身，可重新发起")
+    face_timeout = (409, "人脸核身超时，请重新发起")
+    face_mismatch = (409, "身份信息与人脸核验不一致，认证未通过")
+    face_capture_failed = (409, "未能采集到有效的人脸信息，请在光线充足处正对手机重试")
+    face_unsupported = (409, "当前设备或权限不支持人脸核身，请授权相机或到窗口办理")
+    face_failed = (409, "人脸核身未通过，请重新发起")
+    face_session_invalid = (409, "核身会话已失效，请重新发起人脸核身")
+    identity_desk_conflict = (409, "无法在窗口完成绑定，请本人通过人脸核身认证")
 
     @property
     def status(self) -> int:

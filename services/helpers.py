@@ -35,6 +35,7 @@ from services.cases import TERMINAL, proxy_scopes, visible_case
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.people import P_ID, P_NAME, P_PHONE
 from services.settings import get_settings
+from services.verification import require_verified
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +343,7 @@ def offer_expires_at(a: HelperAssignment) -> datetime | None:
 
 async def grant_proxy(*, actor: Principal, helper_user_id: int, scopes: list[ProxyScope],
                       days: int, case_id: int | None = None) -> ProxyAuthorization:
+    await require_verified(actor)  # only the proven person may hand out powers over them
     if helper_user_id == actor.user_id:
         raise AppError(ErrorCode.validation_failed, fields={"helper_user_id": "不能授权给自己"})
     if not await UserRole.exists(user_id=helper_user_id, role__in=HELPER_ROLES):

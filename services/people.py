@@ -1,4 +1,5 @@
-"""Real-name persons: binding an account to a name and ID number, phones, and unmasked reads.
+"""Real-name persons: records by name and ID number, phones, and unmasked reads. Binding an
+account to a person needs proof and lives in services/verification.py.
 
 Everything personal is stored encrypted with a blind index for lookup and a pre-computed mask
 for display, so listing people never decrypts. Decrypting for a staff member is an explicit,
@@ -11,7 +12,6 @@ from dataclasses import dataclass
 from datetime import date
 
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from models.users import Person, User
 from services import audit, clock, pii
@@ -96,23 +96,6 @@ async def upsert_person(*, name: str, id_number: str, tags: list[str] | None = N
     except IntegrityError:
         # Lost a race with another registration of the same person: theirs is as good.
         return await Person.get(id_number_hash=id_lookup_hash(idn.value))
-    return person
-
-
-async def bind_identity(*, user_id: int, name: str, id_number: str) -> Person:
-    idn = parse_id_number(id_number)
-    async with in_transaction():
-        user = await User.select_for_update().get(id=user_id)
-        if user.person_id is not None:  # type: ignore[attr-defined]
-            raise AppError(ErrorCode.identity_already_bound)
-        person = await upsert_person(name=name, id_number=idn.value)
-        if await User.filter(person_id=person.id).exists():
-            raise AppError(ErrorCode.identity_taken)
-        user.person = person
-        try:
-            await user.save(update_fields=["person_id"])
-        except IntegrityError as exc:
-            raise AppError(ErrorCode.identity_taken) from exc
     return person
 
 

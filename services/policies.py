@@ -28,6 +28,7 @@ from models.users import Person, User
 from services import clock, jobs, notifications, people
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
+from services.verification import verified_person_of
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,8 @@ class Match:
 
 async def for_me(*, user_id: int) -> list[Match]:
     """Published policies that fit the caller's own profile or any enterprise they act for."""
-    person = await people.person_of(user_id)
+    # A person's facts (age, disability, ...) show through matches: only to its proven account.
+    person = await verified_person_of(user_id)
     agencies = await EnterpriseAgent.filter(user_id=user_id).select_related("enterprise")
     ents = [a.enterprise for a in agencies]
     qs = Policy.filter(status=PolicyStatus.published).order_by("-published_at", "-id")

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
             "waitlist_promoted": "tmpl-waitlist",
             "case_status": "tmpl-case-status",
             "feedback_reply": "tmpl-feedback-reply",
+            "identity_moved": "tmpl-identity-moved",
         }
     )
 
@@ -96,6 +97,21 @@ class Settings(BaseSettings):
     case_reopen_days: int = 15
     case_due_soon_hours: int = 24
     helper_offer_timeout_minutes: int = 30
+
+    # 实名 + 实人 (services/verification.py): verification attempts per account and per ID
+    # number in a window — binding must not be a way to test which name goes with a number.
+    identity_verify_rate_limit: int = 5
+    identity_verify_id_rate_limit: int = 10
+    identity_verify_rate_window_seconds: int = 3600
+
+    # Behind a reverse proxy (docs/foundation.md): off by default, so a forged
+    # X-Forwarded-For can't pick someone else's rate-limit bucket. Set the number of proxies
+    # in front of the app (nginx alone: 1), or the header your proxy writes the client's
+    # address to (e.g. X-Real-IP), or the secret your proxy puts in ``Forwarded: secret=``.
+    # They are Sanic's PROXIES_COUNT / REAL_IP_HEADER / FORWARDED_SECRET.
+    proxies_count: int = 0
+    real_ip_header: str = ""
+    forwarded_secret: str = ""
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

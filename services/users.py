@@ -9,6 +9,7 @@ from tortoise.exceptions import IntegrityError
 from models.users import Role, User, UserRole
 from services.auth import Principal, roles_of
 from services.errors import AppError, ErrorCode, forbidden, not_found
+from services.verification import require_verified
 
 
 async def get_user(user_id: int) -> User:
@@ -33,6 +34,9 @@ async def grant_role(*, actor: Principal, user_id: int, role: str) -> list[str]:
         raise forbidden()
     parsed = _grantable(role)
     user = await get_user(user_id)
+    if parsed is Role.enterprise_agent:
+        # An agent acts for a company under a real person's name: that person must be proven.
+        await require_verified(user.id)
     # A concurrent grant of the same role loses the insert race; the outcome is the same.
     with contextlib.suppress(IntegrityError):
         await UserRole.get_or_create(user=user, role=parsed,

@@ -6,7 +6,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
 from models.appointments import Appointment, WaitlistEntry, WaitlistStatus
-from services import appointments, clock, people, slots
+from services import appointments, clock, slots, verification
 from services.appointments import OnBehalf
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, not_found
@@ -39,7 +39,7 @@ async def join(*, actor: Principal, slot_id: int, item_code: str,
 async def _visible(actor: Principal, entry: WaitlistEntry) -> bool:
     if entry.joined_by_id == actor.user_id:  # type: ignore[attr-defined]
         return True
-    mine = await people.person_of(actor.user_id)
+    mine = await verification.verified_person_of(actor.user_id)
     return mine is not None and mine.id == entry.person_id  # type: ignore[attr-defined]
 
 
@@ -56,7 +56,7 @@ async def leave(*, actor: Principal, entry_id: int) -> WaitlistEntry:
 
 
 async def list_mine(*, actor: Principal) -> list[WaitlistEntry]:
-    mine = await people.person_of(actor.user_id)
+    mine = await verification.verified_person_of(actor.user_id)
     cond = Q(joined_by_id=actor.user_id)
     if mine is not None:
         cond |= Q(person_id=mine.id)

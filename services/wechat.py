@@ -14,7 +14,9 @@ path above the transport is the same in all three.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -58,6 +60,25 @@ class SendOutcome:
 class SecCheck:
     suggest: str  # pass | review | risky
     label: int
+
+
+@dataclass(frozen=True)
+class FaceSession:
+    verify_id: str
+    expires_in: int
+
+
+def cert_hash(*, cert_name: str, cert_no: str, cert_type: str = "IDENTITY_CARD") -> str:
+    """queryVerifyInfo's ``cert_hash``, per WeChat's docs: each cert_info field in standard
+    base64 (of its UTF-8 bytes), joined as ``cert_type=..&cert_name=..&cert_no=..``, SHA-256,
+    lowercase hex. The platform recomputes it from what getVerifyId got, so a finish step
+    can't swap the identity the face was checked against."""
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+    joined = f"cert_type={b64(cert_type)}&cert_name={b64(cert_name)}&cert_no={b64(cert_no)}"
+    return hashlib.sha256(joined.encode("ascii")).hexdigest()
 
 
 class _TokenRejected(Exception):
@@ -216,6 +237,47 @@ class WeChat:
         result = data.get("result", {})
         return SecCheck(suggest=str(result.get("suggest", "review")),
                         label=int(result.get("label", 0)))
+
+    # -- 人脸核身 (city-service face verification) --------------------------------------------
+
+    async def face_verify_id(
+        self, *, out_seq_no: str, openid: str, cert_name: str, cert_no: str
+    ) -> FaceSession:
+        """getVerifyId: a session the mini program hands to ``wx.requestFacialVerify``."""
+        body = {"out_seq_no": out_seq_no, "openid": openid,
+                "cert_info": {"cert_type": "IDENTITY_CARD", "cert_name": cert_name,
+                              "cert_no": cert_no}}
+        try:
+            data = await self._call(
+                lambda c: c.post(WECHAT_BASE + "cityservice/face/identify/getverifyid", data=body)
+            )
+        except WeChatClientException as exc:
+            log.warning("getverifyid refused", extra={"errcode": exc.errcode})
+            raise AppError(ErrorCode.wechat_unavailable,
+                           "人脸核身服务暂不可用，请稍后再试") from exc
+        return FaceSession(verify_id=str(data["verify_id"]),
+                           expires_in=int(data.get("expires_in", 3600)))
+
+    async def face_verify_result(
+        self, *, verify_id: str, out_seq_no: str, openid: str, cert_name: str, cert_no: str
+    ) -> int | None:
+        """queryVerifyInfo: the real result, asked server to server (the mini program's own
+        callback is never trusted). ``verify_ret`` 10000 is the only pass; None means the
+        platform had no result to give (a refused query: unknown, expired or tampered)."""
+        body = {"verify_id": verify_id, "out_seq_no": out_seq_no, "openid": openid,
+                "cert_hash": cert_hash(cert_name=cert_name, cert_no=cert_no)}
+        try:
+            data = await self._call(
+                lambda c: c.post(WECHAT_BASE + "cityservice/face/identify/queryverifyinfo",
+                                 data=body)
+            )
+        except WeChatClientException as exc:
+            log.warning("queryverifyinfo refused", extra={"errcode": exc.errcode})
+            if int(exc.errcode) == -1:  # "system busy": a retry may answer, the session stands
+                raise AppError(ErrorCode.wechat_unavailable) from exc
+            return None
+        ret = data.get("verify_ret")
+        return int(ret) if isinstance(ret, int) else 0
 
 
 _gateway: WeChat | None = None

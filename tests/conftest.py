@@ -238,10 +238,22 @@ class Session:
         return await self.api.delete(path, token=self.token, **kw)
 
     async def bind_identity(self, name: str, id_number: str) -> Any:
-        resp = await self.post("/api/v1/me/identity",
-                               json={"name": name, "id_number": id_number})
-        assert resp.status == 201, resp.text
-        return resp.json
+        """Bind the way a resident must: WeChat face verification, with this phone's owner
+        declared to the stub platform as the person named (so the face matches). Returns
+        ``GET /api/v1/me``."""
+        user = await User.get(id=self.user_id)
+        self.api.app.ctx.fake_wechat.register_face(user.openid, name=name, id_number=id_number)
+        started = await self.post("/api/v1/me/identity/verifications",
+                                  json={"name": name, "id_number": id_number})
+        assert started.status == 201, started.text
+        step = await self.api.post("/_stub/face/verify",
+                                   json={"verify_id": started.json["verify_id"]})
+        assert step.json["verify_ret"] == 10000, step.text
+        done = await self.post(f"/api/v1/me/identity/verifications/{started.json['id']}/finish")
+        assert done.status == 200, done.text
+        me = await self.get("/api/v1/me")
+        assert me.status == 200, me.text
+        return me.json
 
 
 @pytest.fixture

@@ -48,7 +48,8 @@ async def test_identity_is_encrypted_at_rest_with_a_keyed_lookup(api):
 )
 async def test_bad_id_number_is_a_clear_422(api, id_number, fragment):
     s = await api.login("zhang")
-    resp = await s.post("/api/v1/me/identity", json={"name": "张建国", "id_number": id_number})
+    resp = await s.post("/api/v1/me/identity/verifications",
+                        json={"name": "张建国", "id_number": id_number})
     assert resp.status == 422
     err = resp.json["error"]
     assert err["code"] == "validation_failed"
@@ -57,24 +58,14 @@ async def test_bad_id_number_is_a_clear_422(api, id_number, fragment):
     assert await Person.all().count() == 0
 
 
-async def test_identity_cannot_be_taken_by_a_second_account(api):
-    a = await api.login("zhang")
-    await a.bind_identity(*ZHANG)
-    b = await api.login("impostor")
-    resp = await b.post("/api/v1/me/identity", json={"name": "张建国", "id_number": ZHANG[1]})
-    assert resp.status == 409 and resp.json["error"]["code"] == "identity_taken"
-    again = await a.post("/api/v1/me/identity", json={"name": "张建国", "id_number": ZHANG[1]})
-    assert again.status == 409 and again.json["error"]["code"] == "identity_already_bound"
-
-
-async def test_name_must_match_an_existing_person(api):
-    from services import people
-
-    await people.upsert_person(name="张建国", id_number=ZHANG[1])
+async def test_typing_a_name_and_number_no_longer_binds(api):
+    # Issue 11: the old endpoint bound whoever typed a valid number. It now only points to
+    # the face-verification flow, and nothing is written.
     s = await api.login("someone")
-    resp = await s.post("/api/v1/me/identity", json={"name": "李四", "id_number": ZHANG[1]})
-    assert resp.status == 422
-    assert await User.filter(person_id__not_isnull=True).count() == 0
+    resp = await s.post("/api/v1/me/identity", json={"name": "张建国", "id_number": ZHANG[1]})
+    assert resp.status == 410 and resp.json["error"]["code"] == "identity_face_required"
+    assert await Person.all().count() == 0
+    assert (await s.get("/api/v1/me")).json["identity"] is None
 
 
 async def test_bind_phone_through_wechat_code(api, fake_wechat):

@@ -11,7 +11,7 @@ import pytest
 
 from models.cases import Case, CaseAlert, CaseEvent, CaseStatus, SupplementRequest
 from models.notifications import Notification
-from models.users import Person, Role, User, UserRole
+from models.users import IdentityLevel, Person, Role, User, UserRole
 from services import cases as case_service
 from services import clock, people, seed
 from services.auth import Principal
@@ -46,8 +46,10 @@ async def user_with(openid: str, *roles: Role, id_number: str | None = None) -> 
     for r in roles:
         await UserRole.create(user=user, role=r)
     if id_number:
+        # Bound as if face-verified; the verification flow itself: tests/api/test_identity_api.py
         user.person = await Person.get(id_number_hash=people.id_lookup_hash(id_number))
-        await user.save(update_fields=["person_id"])
+        user.identity_level = IdentityLevel.face
+        await user.save(update_fields=["person_id", "identity_level"])
     return Principal(user_id=user.id, roles=frozenset({"resident", *map(str, roles)}))
 
 

@@ -16,7 +16,7 @@ from miniprogram_stub.demo_accounts import GRID
 from models.catalogue import Hall
 from models.codes import DoorPlate, IssuedCode, ScanLog
 from models.enterprises import Enterprise, EnterpriseAgent
-from models.users import Person, Role, User
+from models.users import IdentityLevel, Person, Role, User
 from services import cache, clock, codes, doorplates, people
 from services import seed as seed_service
 from services.auth import Principal
@@ -39,8 +39,10 @@ async def seed_demo() -> None:
 async def user(name: str, *roles: Role, person_id_number: str | None = None) -> Principal:
     u = await User.create(openid=f"openid-{name}", nickname=name)
     if person_id_number:
+        # Bound as if face-verified; the verification flow itself: tests/api/test_identity_api.py
         u.person = await Person.get(id_number_hash=people.id_lookup_hash(person_id_number))
-        await u.save(update_fields=["person_id"])
+        u.identity_level = IdentityLevel.face
+        await u.save(update_fields=["person_id", "identity_level"])
     return Principal(user_id=u.id, roles=frozenset({"resident", *(str(r) for r in roles)}))
 
 

@@ -9,7 +9,7 @@ import pytest
 from models.enterprises import Enterprise, EnterpriseAgent
 from models.notifications import Notification
 from models.policies import Audience, Policy, PolicyStatus
-from models.users import Person, Role, User
+from models.users import IdentityLevel, Person, Role, User
 from services import jobs, notifications, people, policies, seed
 from services.auth import Principal
 from services.errors import AppError
@@ -27,9 +27,11 @@ SOFTWARE = "91621000MA702QY83P"
 async def user_for(openid: str, who: tuple[str, str] | None = None) -> User:
     user = await User.create(openid=openid)
     if who:
+        # Bound as if face-verified; the verification flow itself: tests/api/test_identity_api.py
         person = await Person.get(id_number_hash=people.id_lookup_hash(who[1]))
         user.person = person
-        await user.save(update_fields=["person_id"])
+        user.identity_level = IdentityLevel.face
+        await user.save(update_fields=["person_id", "identity_level"])
     return user
 
 
