@@ -52,6 +52,10 @@ def _client(base: str, **kw: Any) -> sms.TencentSms:
     return sms.TencentSms(**args)
 
 
+def _steer(base: str, how: dict[str, str]) -> None:
+    requests.post(base + "_stub/fail", json=how, timeout=5).raise_for_status()
+
+
 def _sent(base: str) -> list[dict[str, Any]]:
     data: list[dict[str, Any]] = requests.get(base + "_stub/sent", timeout=5).json()["sent"]
     return data
@@ -93,11 +97,10 @@ async def test_tampered_body_fails_the_signature(server: str) -> None:
 
 
 async def test_provider_failures_and_outage_are_outcomes(server: str) -> None:
-    requests.post(server + "_stub/fail",
-                  json={"code": "LimitExceeded.PhoneNumberDailyLimit"}, timeout=5)
+    _steer(server, {"code": "LimitExceeded.PhoneNumberDailyLimit"})
     outcome = await _client(server).send(phone="13800001234", template_id="1", params=[])
     assert outcome == sms.SmsOutcome(False, "LimitExceeded.PhoneNumberDailyLimit")
-    requests.post(server + "_stub/fail", json={"error": "InternalError"}, timeout=5)
+    _steer(server, {"error": "InternalError"})
     outcome = await _client(server).send(phone="13800001234", template_id="1", params=[])
     assert outcome == sms.SmsOutcome(False, "InternalError")
     # Nobody listening: a fast, recorded failure, not an exception.

@@ -34,10 +34,11 @@ async def _user(fake_wechat: Any, code: str, *, phone: str | None = PHONE) -> Us
     return user
 
 
+DATA = {"thing1": "庆阳市政务服务中心", "time2": "2026-12-03 09:00", "thing3": "居民身份证换领"}
+
+
 async def _notice(user: User, template: str, key: str, **kw: Any) -> Notification | None:
-    return await notifications.notify(user_id=user.id, template=template,
-                                      data={"thing1": "庆阳市政务服务中心", "time2": "2026-12-03 09:00",
-                                            "thing3": "居民身份证换领"},
+    return await notifications.notify(user_id=user.id, template=template, data=DATA,
                                       dedup_key=key, **kw)
 
 
