@@ -91,7 +91,7 @@ async def test_tampered_body_fails_the_signature(server: str) -> None:
     def tamper(url: str, *, data: bytes, **kw: Any) -> Any:
         return real_post(url, data=data.replace(b"13800001234", b"13900009999"), **kw)
 
-    client._http.post = tamper  # type: ignore[method-assign]
+    client._http.post = tamper  # type: ignore[method-assign,assignment]
     outcome = await client.send(phone="13800001234", template_id="2100001", params=["a", "b"])
     assert outcome == sms.SmsOutcome(False, "AuthFailure.SignatureFailure")
 
