@@ -236,3 +236,14 @@ async def test_figures_are_for_staff(api: Any, fake_wechat: Any) -> None:
     bad = await staff.get("/api/v1/admin/notifications/figures",
                           params={"from": "2026-01-01", "to": "2025-01-01"})
     assert bad.status == 422
+
+
+async def test_a_client_cannot_claim_long_term_for_any_template(api: Any) -> None:
+    me = await api.login("claimer")
+    claimed = await me.post("/api/v1/me/subscriptions", json={
+        "template": "policy_published", "accepted": True, "long_term": True})
+    assert claimed.status == 200, claimed.text
+    assert claimed.json["long_term"] is False and claimed.json["balance"] == 1
+    granted = await me.post("/api/v1/me/subscriptions", json={
+        "template": "appointment_reminder", "accepted": True, "long_term": True})
+    assert granted.json["long_term"] is True
