@@ -46,7 +46,7 @@ class Message(Model):
     class Meta:
         table = "messages"
         # The centre's list: newest first per user, optionally per category / unread.
-        indexes = (("user", "category", "id"), ("user", "read_at"))
+        indexes = (("user_id", "category", "id"), ("user_id", "read_at"))
 
 
 class SmsQuota(Model):
