@@ -42,7 +42,8 @@ class Notification(Model):
     dedup_key = fields.CharField(max_length=191, unique=True)
     data: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     page = fields.CharField(max_length=255, default="")
-    # pending -> sent | skipped (no balance, muted) | failed (WeChat refused or unreachable)
+    # pending -> sending (claimed by deliver) -> sent | skipped (not subscribed, no balance,
+    # muted) | failed (WeChat refused or unreachable)
     status = fields.CharField(max_length=16, default="pending")
     detail = fields.CharField(max_length=255, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
