@@ -247,3 +247,52 @@ async def test_a_client_cannot_claim_long_term_for_any_template(api: Any) -> Non
     granted = await me.post("/api/v1/me/subscriptions", json={
         "template": "appointment_reminder", "accepted": True, "long_term": True})
     assert granted.json["long_term"] is True
+
+
+async def test_each_offer_is_notified_once_and_a_timed_out_offer_moves_on(
+        api: Any, fake_wechat: Any) -> None:
+    from datetime import timedelta
+
+    from services import clock, helpers
+    s = await helpers_setup(api)
+    resp = await s["zhang"].post("/api/v1/cases", json={
+        "item_code": "MZ-004", "hall_code": "H-XF-000", "need_help": True})
+    first = "h1" if resp.json["helper"]["helper_user_id"] == s["h1"].user_id else "h2"
+    second = "h2" if first == "h1" else "h1"
+    # The sweep finding the same open offer again doesn't message twice.
+    await helpers.expire_offers()
+    assert len((await _messages(s[first]))["messages"]) == 1
+    # Nobody answered in time: the offer moves on, and the next helper hears of it once.
+    assert await helpers.expire_offers(now=clock.now() + timedelta(minutes=31)) == 1
+    assert await helpers.expire_offers() == 0
+    [offer] = (await _messages(s[second]))["messages"]
+    assert offer["template"] == "helper_offered"
+    assert len((await _messages(s[first]))["messages"]) == 1
+    # The first helper's old notice no longer accepts.
+    [old] = (await _messages(s[first]))["messages"]
+    assert (await s[first].post(old["action_path"])).status == 409
+    assert (await s[second].post(offer["action_path"])).status == 200
+
+
+async def test_reminder_reaches_the_centre_and_falls_back_to_sms(
+        api: Any, fake_wechat: Any, sms_box: sms.RecordingSms,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import datetime, timedelta
+
+    from services import appointments, clock
+    await catalogue()
+    wang = await _resident(api, "wang", WANG)
+    await people.bind_phone(user_id=wang.user_id, phone="13800004444")
+    slot = (await _open_slots(wang))[0]
+    appt = (await wang.post("/api/v1/appointments", json={"slot_id": slot["id"],
+                                                          "item_code": ITEM})).json
+    await jobs.run_due()
+    starts = datetime.fromisoformat(slot["starts_at"])
+    monkeypatch.setattr(clock, "now", lambda: starts - timedelta(hours=20))
+    assert await appointments.send_reminders() == 1
+    assert await appointments.send_reminders() == 0
+    reminders = [m for m in (await _messages(wang))["messages"]
+                 if m["template"] == "appointment_reminder"]
+    assert len(reminders) == 1 and str(appt["id"]) in reminders[0]["page"]
+    # Booking confirmation and day-before reminder: both matter, both went by SMS.
+    assert [p.params[0] for p in sms_box.sent] == ["预约成功", "预约提醒"]
