@@ -36,6 +36,7 @@ from models.appointments import (
     WaitlistStatus,
 )
 from models.catalogue import Hall, ServiceItem
+from models.messages import MessageCategory
 from models.users import Person, Role, User
 from services import audit, clock, deskview, jobs, notifications, people, ratelimit, slots
 from services.auth import Principal
@@ -535,7 +536,8 @@ async def _invite_rating(appt: Appointment) -> None:
         template="rating_invite", data={"thing1": item[:20], "thing2": "请为本次办理评价"},
         dedup_key=f"rating_invite:appointment:{appt.id}",
         page=f"pages/ratings/new?appointment_id={appt.id}",
-        title="邀请您评价", body=f"您已签到办理“{item}”，欢迎对本次服务作出评价（好差评）。")
+        title="邀请您评价", body=f"您已签到办理“{item}”，欢迎对本次服务作出评价（好差评）。",
+        category=MessageCategory.appointments)
 
 
 @jobs.handler("appointments.notify")

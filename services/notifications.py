@@ -28,7 +28,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from models.messages import Message, SmsQuota
+from models.messages import Message, MessageCategory, SmsQuota
 from models.notifications import Notification, SubscriptionBalance
 from models.users import Person, User
 from services import clock, messages, pii, sms
@@ -95,10 +95,10 @@ async def _spend(user_id: int, template: str) -> str | None:
 async def notify(
     *, user_id: int, template: str, data: dict[str, Any], dedup_key: str, page: str = "",
     title: str | None = None, body: str | None = None, action_path: str = "",
-    relay_to: int | None = None,
+    relay_to: int | None = None, category: MessageCategory | None = None,
 ) -> Notification | None:
     """Keep and send once per ``dedup_key``. Returns the new record, or None if it was already
-    handled. ``title``/``body`` override the centre's text (default: from the template);
+    handled. ``title``/``body``/``category`` override the centre's defaults for the template;
     ``relay_to`` is the worker to tell how the notice went."""
     kind = messages.kind_of(template)
     key = dedup_key[:191]
@@ -107,7 +107,8 @@ async def notify(
         async with in_transaction():
             note = await Notification.create(user_id=user_id, template=template, dedup_key=key,
                                              data=data, page=page, relay_to_id=relay_to)
-            await Message.create(user_id=user_id, category=kind.category, template=template,
+            await Message.create(user_id=user_id, category=category or kind.category,
+                                 template=template,
                                  title=(title or kind.title)[:64], body=text, page=page,
                                  action_path=action_path, dedup_key=key)
     except IntegrityError:

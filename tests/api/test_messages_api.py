@@ -296,3 +296,25 @@ async def test_reminder_reaches_the_centre_and_falls_back_to_sms(
     assert len(reminders) == 1 and str(appt["id"]) in reminders[0]["page"]
     # Booking confirmation and day-before reminder: both matter, both went by SMS.
     assert [p.params[0] for p in sms_box.sent] == ["预约成功", "预约提醒"]
+
+
+async def test_checked_in_appointment_invites_a_rating_once(
+        api: Any, fake_wechat: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import datetime
+
+    from services import clock
+    await catalogue()
+    wang = await _resident(api, "wang", WANG)
+    staff = await api.login("clerk", Role.staff)
+    slot = (await _open_slots(wang))[0]
+    appt = (await wang.post("/api/v1/appointments", json={"slot_id": slot["id"],
+                                                          "item_code": ITEM})).json
+    monkeypatch.setattr(clock, "now", lambda: datetime.fromisoformat(slot["starts_at"]))
+    for _ in range(2):  # a second scan of the same code is harmless, and invites no one twice
+        done = await staff.post("/api/v1/appointments/check-in",
+                                json={"code": appt["check_in_code"]})
+        assert done.status == 200, done.text
+    await jobs.run_due()
+    invites = [m for m in (await _messages(wang))["messages"] if m["template"] == "rating_invite"]
+    assert len(invites) == 1 and f"appointment_id={appt['id']}" in invites[0]["page"]
+    assert invites[0]["category"] == "appointments"
