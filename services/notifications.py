@@ -165,6 +165,9 @@ async def _take_sms_quota(user_id: int) -> bool:
     return bool(taken)
 
 
+SMS_PARAM_CHARS = 20
+
+
 async def _sms_fallback(user: User, note: Notification) -> tuple[str, str]:
     if note.detail == "muted":
         # The person switched this kind off: an SMS would override their choice.
@@ -176,7 +179,10 @@ async def _sms_fallback(user: User, note: Notification) -> tuple[str, str]:
         return "limited", f"daily limit {get_settings().sms_daily_limit}"
     msg = await Message.get_or_none(dedup_key=note.dedup_key)
     kind = messages.kind_of(note.template)
-    params = [(msg.title if msg else kind.title)[:20], (msg.body if msg else "")[:60]]
+    # Approved notification templates commonly cap each variable at 20 characters; the full
+    # text waits in the message centre, which the template's fixed wording points to.
+    params = [(msg.title if msg else kind.title)[:SMS_PARAM_CHARS],
+              (msg.body if msg else "")[:SMS_PARAM_CHARS]]
     tid = get_settings().sms_templates.get(note.template, note.template)
     outcome = await sms.provider().send(phone=phone, template_id=tid, params=params)
     return ("sent" if outcome.ok else "failed"), outcome.detail[:255]
