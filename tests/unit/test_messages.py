@@ -74,7 +74,7 @@ async def test_unsubscribed_person_gets_sms_only_for_notices_that_matter(
         note = await _notice(user, template, f"{template}:1")
         assert note is not None and note.status == "skipped" and note.sms_status == "", template
     assert [s.phone for s in sms_box.sent] == [PHONE] * 4
-    assert sms_box.sent[0].params == ["预约成功", "庆阳市政务服务中心 2026-12-03 09:0"]
+    assert sms_box.sent[0].params == ["预约成功", "庆阳市政务服务中心 2026-12-03"]
     # Every one of them is in the centre, SMS or not.
     assert await Message.filter(user_id=user.id).count() == 9
 
