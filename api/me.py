@@ -13,6 +13,7 @@ from models.users import Person
 from services import audit, clock, notifications, people, users
 from services.auth import Principal, roles_of
 from services.errors import AppError, ErrorCode
+from services.settings import get_settings
 from services.wechat import wechat
 
 bp = Blueprint("me", url_prefix="/api/v1/me")
@@ -137,9 +138,12 @@ async def bind_phone(_request: Request, body: BindPhoneIn, principal: Principal)
 async def record_subscription(
     _request: Request, body: SubscriptionIn, principal: Principal
 ) -> SubscriptionOut:
+    # Long-term is what WeChat grants this 政务 mini program for some templates, not something a
+    # client can claim for any template (POST /me/notifications/consent decides it alone).
+    long_term = body.long_term and body.template in get_settings().wechat_long_term_templates
     row = await notifications.record_subscription(
         user_id=principal.user_id, template=body.template, accepted=body.accepted,
-        long_term=body.long_term)
+        long_term=long_term)
     return SubscriptionOut(template=row.template, balance=row.balance, long_term=row.long_term,
                            muted=row.muted)
 

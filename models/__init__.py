@@ -15,4 +15,5 @@ MODEL_MODULES: list[str] = [
     "models.codes",
     "models.appointments",
     "models.verification",
+    "models.messages",
 ]

@@ -42,11 +42,20 @@ class Notification(Model):
     dedup_key = fields.CharField(max_length=191, unique=True)
     data: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     page = fields.CharField(max_length=255, default="")
-    # pending -> sent | skipped (no balance, muted) | failed (WeChat refused or unreachable)
+    # pending -> sending (claimed by deliver) -> sent | skipped (not subscribed, no balance,
+    # muted) | failed (WeChat refused or unreachable)
     status = fields.CharField(max_length=16, default="pending")
     detail = fields.CharField(max_length=255, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
     sent_at = fields.DatetimeField(null=True)
+    # SMS fallback for notices that matter: "" (not tried) | sent | failed | limited (daily
+    # limit reached) | no_phone | muted. The detail says what the provider answered.
+    sms_status = fields.CharField(max_length=16, default="")
+    sms_detail = fields.CharField(max_length=255, default="")
+    # The community worker who booked for this person: told what reached them and what didn't.
+    relay_to: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
 
     class Meta:
         table = "notifications"

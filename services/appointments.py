@@ -36,6 +36,7 @@ from models.appointments import (
     WaitlistStatus,
 )
 from models.catalogue import Hall, ServiceItem
+from models.messages import MessageCategory
 from models.users import Person, Role, User
 from services import audit, clock, deskview, jobs, notifications, people, ratelimit, slots
 from services.auth import Principal
@@ -237,8 +238,8 @@ async def book(
         # in their access log.
         await audit.record(actor=actor, person_id=person.id, action="appointment.book_on_behalf",
                            fields_read=[], reason=f"代预约 #{appt.id}", request_id=request_id)
-    if resident_id is not None and resident_id != actor.user_id:
-        await _queue_notice(appt.id, "booked")
+    # 预约成功, for self-booking too: the centre keeps it even when WeChat can't deliver.
+    await _queue_notice(appt.id, "booked")
     return appt
 
 
@@ -445,6 +446,7 @@ async def _mark_checked_in(appt: Appointment) -> Appointment:
         raise AppError(ErrorCode.appointment_not_active)
     await deskview.changed(appt.person_id)  # type: ignore[attr-defined]
     await appt.refresh_from_db()
+    await _queue_notice(appt.id, "rate")
     return appt
 
 
@@ -500,24 +502,56 @@ _TEMPLATES = {"booked": "appointment_booked", "moved": "appointment_booked",
 
 
 async def _send(appt: Appointment, kind: str) -> None:
-    recipient = appt.resident_id or appt.booked_by_id  # type: ignore[attr-defined]
+    booked_by: int = appt.booked_by_id  # type: ignore[attr-defined]
     hall: Hall = await Hall.get(id=appt.hall_id)  # type: ignore[attr-defined]
     names = await item_names({appt.item_code})
+    item = names.get(appt.item_code, appt.item_code)
+    when = clock.local(appt.starts_at).strftime("%Y-%m-%d %H:%M")
     data: dict[str, Any] = {
         "thing1": {"value": hall.name[:20]},
-        "time2": {"value": clock.local(appt.starts_at).strftime("%Y-%m-%d %H:%M")},
-        "thing3": {"value": names.get(appt.item_code, appt.item_code)[:20]},
+        "time2": {"value": when},
+        "thing3": {"value": item[:20]},
     }
-    await notifications.notify(user_id=recipient, template=_TEMPLATES[kind.split(":")[0]],
-                               data=data, dedup_key=f"appt:{appt.id}:{kind}",
-                               page=f"pages/appointments/detail?id={appt.id}")
+    template = _TEMPLATES[kind.split(":")[0]]
+    page = f"pages/appointments/detail?id={appt.id}"
+    if appt.resident_id is None:  # type: ignore[attr-defined]
+        # Booked by a worker for someone without an account: the worker is who we can reach.
+        person = await Person.get(id=appt.person_id)  # type: ignore[attr-defined]
+        await notifications.notify(
+            user_id=booked_by, template=template, data=data, dedup_key=f"appt:{appt.id}:{kind}",
+            page=page, body=f"为{person.name_masked}预约：{hall.name} {when}，办理：{item}。"
+                            "对方未注册小程序，请转告本人。")
+        return
+    # For someone a worker booked for, the worker hears how each notice went (relay_to).
+    relay = booked_by if appt.on_behalf and booked_by != appt.resident_id else None  # type: ignore[attr-defined]
+    await notifications.notify(user_id=appt.resident_id,  # type: ignore[attr-defined]
+                               template=template, data=data,
+                               dedup_key=f"appt:{appt.id}:{kind}", page=page, relay_to=relay)
+
+
+async def _invite_rating(appt: Appointment) -> None:
+    names = await item_names({appt.item_code})
+    item = names.get(appt.item_code, appt.item_code)
+    await notifications.notify(
+        user_id=appt.resident_id or appt.booked_by_id,  # type: ignore[attr-defined]
+        template="rating_invite", data={"thing1": item[:20], "thing2": "请为本次办理评价"},
+        dedup_key=f"rating_invite:appointment:{appt.id}",
+        page=f"pages/ratings/new?appointment_id={appt.id}",
+        title="邀请您评价", body=f"您已签到办理“{item}”，欢迎对本次服务作出评价（好差评）。",
+        category=MessageCategory.appointments)
 
 
 @jobs.handler("appointments.notify")
 async def _notify_job(payload: dict[str, Any]) -> None:
     appt = await Appointment.get_or_none(id=payload["appointment_id"])
-    if appt is not None and appt.status == AppointmentStatus.booked:
-        await _send(appt, str(payload["kind"]))
+    kind = str(payload["kind"])
+    if appt is None:
+        return
+    if kind == "rate":
+        if appt.status == AppointmentStatus.checked_in:
+            await _invite_rating(appt)
+    elif appt.status == AppointmentStatus.booked:
+        await _send(appt, kind)
 
 
 async def mark_no_shows() -> int:

@@ -387,19 +387,35 @@ async def _due(case: Case, conn: object | None = None) -> datetime | None:
     return workcalendar.due_with_pauses(case.accepted_at, case.promised_days, pauses)
 
 
+# The moves a person must act on or has waited for get their own template (and, when WeChat
+# can't deliver them, an SMS: services.messages.KINDS says which matter).
+_EVENT_TEMPLATES = {S.supplement_requested: "case_supplement", S.approved: "case_result",
+                    S.rejected: "case_result"}
+
+
 async def _notify(case: Case, event: CaseEvent) -> None:
+    to = S(event.to_status)
     await notifications.notify(
         user_id=case.applicant_id,  # type: ignore[attr-defined]
-        template="case_status",
+        template=_EVENT_TEMPLATES.get(to, "case_status"),
         data={
             "case_id": case.id,
             "title": case.title,
-            "status": STATUS_LABELS[S(event.to_status)],
+            "status": STATUS_LABELS[to],
             "note": event.note[:20],
         },
         dedup_key=f"case:{case.id}:event:{event.id}",
         page=f"pages/cases/detail?id={case.id}",
     )
+    if to in (S.approved, S.rejected):
+        await notifications.notify(
+            user_id=case.applicant_id,  # type: ignore[attr-defined]
+            template="rating_invite",
+            data={"thing1": case.title[:20], "thing2": "请为本次办理评价"},
+            # 一事一评: one invitation per case, however often it is reopened and decided.
+            dedup_key=f"rating_invite:case:{case.id}",
+            page=f"pages/ratings/new?case_id={case.id}",
+            body=f"“{case.title}”已办理完毕，欢迎对本次服务作出评价（好差评）。")
 
 
 async def _move(

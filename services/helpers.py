@@ -29,7 +29,7 @@ from models.cases import (
 )
 from models.catalogue import Hall
 from models.users import Person, Role, User, UserRole
-from services import audit, clock, jobs, pii
+from services import audit, clock, jobs, notifications, pii
 from services.auth import Principal
 from services.cases import TERMINAL, proxy_scopes, visible_case
 from services.errors import AppError, ErrorCode, forbidden, not_found
@@ -196,10 +196,48 @@ async def _offer(case_id: int, *, preferred: int | None = None,
 async def assign(*, case_id: int, preferred: int | None = None,
                  note: str = "") -> HelperAssignment | None:
     try:
-        return await _offer(case_id, preferred=preferred, note=note)
+        assignment = await _offer(case_id, preferred=preferred, note=note)
     except IntegrityError:
         # Lost a race on the unique active slot: whoever won is the answer.
         return await HelperAssignment.filter(active_case_id=case_id).first()
+    if assignment is not None and assignment.status is H.offered:
+        await _notify_offer(assignment)
+    return assignment
+
+
+async def _notify_offer(a: HelperAssignment) -> None:
+    """After the offer's commit; keyed by the assignment, so finding the same active offer
+    again (a retry, the sweep) doesn't message twice."""
+    case = await Case.get(id=a.case_id)  # type: ignore[attr-defined]
+    until = offer_expires_at(a)
+    deadline = clock.local(until).strftime("%Y-%m-%d %H:%M") if until else ""
+    await notifications.notify(
+        user_id=a.helper_id,  # type: ignore[attr-defined]
+        template="helper_offered",
+        data={"thing1": case.title[:20], "thing2": case.department[:20], "time3": deadline},
+        dedup_key=f"helper_offer:{a.id}",
+        page=f"pages/helper/offer?assignment_id={a.id}",
+        action_path=f"/api/v1/helper/assignments/{a.id}/accept",
+        body=f"新的帮办任务：{case.title}（{case.department}）。请在{deadline}前接单，逾时将转派他人。",
+    )
+
+
+async def _notify_assigned(a: HelperAssignment) -> None:
+    """Tell the resident who took their case and how to reach them — masked, and in-app."""
+    case = await Case.get(id=a.case_id)  # type: ignore[attr-defined]
+    helper = await User.get(id=a.helper_id).select_related("person")  # type: ignore[attr-defined]
+    name = helper.person.name_masked if helper.person else (helper.nickname or "帮办员")
+    phone = helper.phone_masked or ""
+    reach = f"联系电话{phone}，" if phone else ""
+    await notifications.notify(
+        user_id=case.applicant_id,  # type: ignore[attr-defined]
+        template="helper_assigned",
+        data={"thing1": case.title[:20], "name2": name[:10], "phone_number3": phone or "-"},
+        dedup_key=f"helper_assigned:{a.id}",
+        page=f"pages/cases/detail?id={case.id}",
+        body=f"帮办员{name}已接手您的办件“{case.title}”。{reach}"
+             "也可在办件详情页与帮办员联系。",
+    )
 
 
 @dataclass
@@ -256,7 +294,9 @@ async def _respond(actor: Principal, assignment_id: int, *, frm: tuple[H, ...], 
 
 
 async def accept(*, actor: Principal, assignment_id: int) -> HelperAssignment:
-    return await _respond(actor, assignment_id, frm=(H.offered,), to=H.accepted, note="")
+    a = await _respond(actor, assignment_id, frm=(H.offered,), to=H.accepted, note="")
+    await _notify_assigned(a)
+    return a
 
 
 async def decline(*, actor: Principal, assignment_id: int, reason: str) -> HelperAssignment:

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
             "case_status": "tmpl-case-status",
             "feedback_reply": "tmpl-feedback-reply",
             "identity_moved": "tmpl-identity-moved",
+            "case_supplement": "tmpl-case-supplement",
+            "case_result": "tmpl-case-result",
+            "helper_offered": "tmpl-helper-offered",
+            "helper_assigned": "tmpl-helper-assigned",
+            "rating_invite": "tmpl-rating-invite",
+            "on_behalf_relay": "tmpl-on-behalf-relay",
         }
     )
 
@@ -112,6 +118,26 @@ class Settings(BaseSettings):
     proxies_count: int = 0
     real_ip_header: str = ""
     forwarded_secret: str = ""
+    # 消息: templates WeChat grants as 长期订阅 to this (政务) mini program — an acceptance of
+    # these is recorded as long-term; every other acceptance is worth one message.
+    wechat_long_term_templates: list[str] = Field(
+        default_factory=lambda: ["appointment_reminder", "case_status", "case_supplement",
+                                 "case_result"]
+    )
+    # SMS fallback for notices that matter. "stub" records what would have been sent;
+    # "tencent" calls 腾讯云 SendSms (API 3.0, TC3-HMAC-SHA256) at sms_endpoint.
+    sms_mode: Literal["stub", "tencent"] = "stub"
+    sms_endpoint: str = "https://sms.tencentcloudapi.com/"
+    sms_region: str = "ap-guangzhou"
+    sms_secret_id: str = ""
+    sms_secret_key: str = ""
+    sms_sdk_app_id: str = ""
+    sms_sign_name: str = "庆阳小庆帮办"
+    sms_timeout_seconds: float = 5
+    # Our template name -> the provider's approved template id. Every template takes two
+    # parameters: the notice's title and a short text.
+    sms_templates: dict[str, str] = Field(default_factory=dict)
+    sms_daily_limit: int = 5
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
@@ -127,6 +153,10 @@ class Settings(BaseSettings):
             problems.append("XQ_WECHAT_SECRET must be set when XQ_WECHAT_MODE=http")
         if self.wechat_mode == "stub":
             problems.append("XQ_WECHAT_MODE=stub is for development and tests only")
+        if self.sms_mode == "tencent" and not (self.sms_secret_id and self.sms_secret_key
+                                               and self.sms_sdk_app_id):
+            problems.append("XQ_SMS_SECRET_ID, XQ_SMS_SECRET_KEY and XQ_SMS_SDK_APP_ID must be "
+                            "set when XQ_SMS_MODE=tencent")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -18,6 +18,7 @@ from miniprogram_stub.journeys import codes as code_journeys
 from miniprogram_stub.journeys import feedback as feedback_journeys
 from miniprogram_stub.journeys import guide as guide_journeys
 from miniprogram_stub.journeys import identity as identity_journeys
+from miniprogram_stub.journeys import messages as message_journeys
 
 Journey = Callable[[Journeys], Awaitable[None]]
 
@@ -29,4 +30,5 @@ ALL: list[Journey] = [
     *appointment_journeys.JOURNEYS,
     *code_journeys.JOURNEYS,
     *identity_journeys.JOURNEYS,
+    *message_journeys.JOURNEYS,
 ]

@@ -42,8 +42,9 @@ async def _move(s: Any, case_id: int, action: str, status: int = 200, **kw: Any)
 
 async def test_apply_supplement_approved(api: Any, fake_wechat: Any) -> None:
     staff, zhang, _ = await _setup(api)
-    await zhang.post("/api/v1/me/subscriptions",
-                     json={"template": "case_status", "accepted": True, "long_term": True})
+    for template in ("case_status", "case_supplement", "case_result"):
+        await zhang.post("/api/v1/me/subscriptions",
+                         json={"template": template, "accepted": True, "long_term": True})
     case = await _open(zhang, note="申请低保")
     cid = case["id"]
     assert case["status"] == "submitted" and case["due_at"] is None
@@ -89,8 +90,10 @@ async def test_apply_supplement_approved(api: Any, fake_wechat: Any) -> None:
     assert [e["action"] for e in closed["timeline"]] == [
         "submit", "accept", "request_supplement", "resubmit", "start_review",
         "request_supplement", "resubmit", "start_review", "approve", "deliver", "close"]
-    # One subscribe message per status change, to the applicant.
-    sent = [m for m in fake_wechat.sent_messages if m["template_id"] == "tmpl-case-status"]
+    # One subscribe message per status change, to the applicant (补正 and the result by
+    # their own templates).
+    case_templates = {"tmpl-case-status", "tmpl-case-supplement", "tmpl-case-result"}
+    sent = [m for m in fake_wechat.sent_messages if m["template_id"] in case_templates]
     assert len(sent) == 11, sent
 
     listing = (await zhang.get("/api/v1/cases")).json

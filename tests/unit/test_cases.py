@@ -342,8 +342,10 @@ async def test_alerts_once_per_case_per_level(world: World, fixed_clock: Clock) 
 async def test_each_status_change_messages_the_applicant_once(world: World) -> None:
     case = await open_item(world)
     await _to_closed(world, case)
-    notes = await Notification.filter(user_id=world.zhang.user_id, template="case_status")
-    # submit + 5 moves, one message each, keyed by the timeline event.
+    notes = await Notification.filter(user_id=world.zhang.user_id,
+                                      template__in=["case_status", "case_result"])
+    # submit + 5 moves, one message each, keyed by the timeline event (the approval as
+    # case_result, which falls back to SMS).
     assert len(notes) == 6
     events = await CaseEvent.filter(case_id=case.id).values_list("id", flat=True)
     assert {n.dedup_key for n in notes} == {f"case:{case.id}:event:{e}" for e in events}
