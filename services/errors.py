@@ -60,6 +60,8 @@ class ErrorCode(Enum):
     wechat_unavailable = (503, "微信服务暂时不可用，请稍后再试")
     unavailable = (503, "服务暂时不可用，请稍后再试")
     internal_error = (500, "系统繁忙，请稍后再试")
+    org_conflict = (409, "组织机构中已有相同的记录")
+    org_in_use = (409, "仍有下级或人员，不能删除")
 
     @property
     def status(self) -> int:
