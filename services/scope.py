@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tortoise.expressions import Q
@@ -175,14 +175,15 @@ def forget() -> None:
 
 
 async def scope_of(actor: Principal) -> Scope:
-    if actor.has(Role.admin):
-        return EVERYTHING
     key = (actor.user_id, actor.roles)
     gen = await _current_generation()
     hit = _cache.get(key)
     if hit is not None and hit[0] == gen:
         return hit[1]
     scope = await _load(actor)
+    if actor.has(Role.admin):
+        # Everything, but an admin who also sits at a hall still scans from it.
+        scope = replace(scope, everything=True)
     if len(_cache) >= _MAX_CACHED:
         _cache.clear()
     _cache[key] = (gen, scope)
@@ -249,3 +250,24 @@ async def hall_in_scope(actor: Principal, hall_code: str, *, for_change: bool = 
     if for_change and not scope.manages(hall):
         raise forbidden("只有大厅负责人或督查可以修改大厅设置")
     return hall
+
+
+async def person_in_scope(actor: Principal, person_id: int) -> bool:
+    """Staff may look at a person who has business in their scope: a case, an appointment or
+    a report at their halls or for their departments."""
+    from models.appointments import Appointment
+    from models.cases import Case
+    from models.feedback import Feedback
+
+    sc = await scope_of(actor)
+    if sc.everything:
+        return True
+    if sc.is_empty:
+        return False
+    return (
+        await Case.filter(sc.q(hall_code="hall_code", department="department"),
+                          person_id=person_id).exists()
+        or await Appointment.filter(sc.q(hall_id="hall_id"), person_id=person_id).exists()
+        or await Feedback.filter(sc.q(hall_id="hall_id", department="department"),
+                                 user__person_id=person_id).exists()
+    )
