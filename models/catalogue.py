@@ -4,9 +4,7 @@ items with their guide elements, and 一件事 bundles."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.models import Model
