@@ -4,7 +4,6 @@ and which region each hall serves. Every change bumps the scope generation
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
-from tortoise.transactions import in_transaction
 
 from models.catalogue import Hall
 from models.org import Department, Membership, Position, Region, RegionLevel
@@ -254,10 +252,12 @@ async def add_membership(*, actor: Principal | None, user_id: int, position: Pos
     if user is None:
         raise AppError(ErrorCode.validation_failed, fields={"user_id": "用户不存在"})
     granted_by = actor.user_id if actor else None
-    async with in_transaction() as conn:
-        with contextlib.suppress(IntegrityError):
-            await UserRole.get_or_create(user=user, role=ROLE_OF[position],
-                                         defaults={"granted_by_id": granted_by}, using_db=conn)
+    role = ROLE_OF[position]
+    if not await UserRole.exists(user_id=user.id, role=role):
+        # INSERT IGNORE: a concurrent grant of the same role is the same outcome, and unlike
+        # get_or_create's select-then-insert transaction it can't deadlock against it.
+        await UserRole.bulk_create([UserRole(user_id=user.id, role=role,
+                                             granted_by_id=granted_by)], ignore_conflicts=True)
     try:
         row = await Membership.create(user=user, position=position, granted_by_id=granted_by,
                                       **unit)
