@@ -40,6 +40,13 @@ def _admin(actor: Principal) -> None:
         raise forbidden()
 
 
+def _name(name: str) -> str:
+    clean = name.strip()
+    if not clean:
+        raise AppError(ErrorCode.validation_failed, fields={"name": "必填"})
+    return clean
+
+
 # --- regions -----------------------------------------------------------------------------
 
 
@@ -81,7 +88,7 @@ async def create_region(*, actor: Principal | None, code: str, name: str, level:
             raise AppError(ErrorCode.validation_failed, fields={"code": "代码与上级区划不符"})
     path = f"{parent.path if parent else '/'}{code}/"
     try:
-        region = await Region.create(code=code, name=name.strip(), level=level, parent=parent,
+        region = await Region.create(code=code, name=_name(name), level=level, parent=parent,
                                      path=path)
     except IntegrityError as exc:
         raise AppError(ErrorCode.org_conflict, "该行政区划代码已存在",
@@ -93,7 +100,7 @@ async def create_region(*, actor: Principal | None, code: str, name: str, level:
 async def rename_region(*, actor: Principal, code: str, name: str) -> Region:
     _admin(actor)
     region = await region_by_code(code)
-    region.name = name.strip()
+    region.name = _name(name)
     await region.save(update_fields=["name"])
     return region
 
@@ -152,7 +159,7 @@ async def create_department(*, actor: Principal | None, region_code: str,
     if region is None:
         raise AppError(ErrorCode.validation_failed, fields={"region_code": "行政区划不存在"})
     try:
-        dept = await Department.create(region=region, name=name.strip())
+        dept = await Department.create(region=region, name=_name(name))
     except IntegrityError as exc:
         raise AppError(ErrorCode.org_conflict, "该区划下已有同名部门",
                        fields={"name": "已存在"}) from exc
@@ -163,7 +170,7 @@ async def create_department(*, actor: Principal | None, region_code: str,
 async def rename_department(*, actor: Principal, department_id: int, name: str) -> Department:
     _admin(actor)
     dept = await get_department(department_id)
-    dept.name = name.strip()
+    dept.name = _name(name)
     try:
         await dept.save(update_fields=["name"])
     except IntegrityError as exc:

@@ -70,6 +70,8 @@ async def test_regions_and_departments(api: Any) -> None:
         ({"code": "abc", "name": "x", "level": "township", "parent_code": "621002"}, "code"),
         ({"code": "621002005", "name": "", "level": "township", "parent_code": "621002"},
          "name"),
+        ({"code": "621002005", "name": "  ", "level": "township", "parent_code": "621002"},
+         "name"),
         ({"code": "621002005", "name": "x", "level": "planet", "parent_code": "621002"},
          "level"),
     ):
