@@ -17,7 +17,8 @@ async def test_concurrent_identical_appointments_hold_once(app):
     hall = await Hall.create(code="H-T-1", name="测试大厅", level="county", county="西峰区",
                              lat=35.7, lng=107.6, hours={"always": True})
     user = await User.create(openid="o-org-concurrent")
-    admin = Principal(user.id + 1000, frozenset({"admin"}))
+    admin_user = await User.create(openid="o-org-admin")
+    admin = Principal(admin_user.id, frozenset({"admin"}))
 
     async def appoint():
         try:
