@@ -25,6 +25,7 @@ from api import helpers as helpers_api
 from api import identity as identity_api
 from api import map as map_api
 from api import messages as messages_api
+from api import org as org_api
 from api import policies as policies_api
 from api import ratings as ratings_api
 from api import stats as stats_api
@@ -40,7 +41,8 @@ BLUEPRINTS = [health.bp, auth.bp, me.bp, admin.bp,
               feedback_api.bp, feedback_api.admin_bp, ratings_api.bp, ratings_api.admin_bp,
               stats_api.bp, appointments_api.bp,
               identity_api.bp, identity_api.admin_bp,
-              messages_api.bp, messages_api.notices_bp, messages_api.admin_bp]
+              messages_api.bp, messages_api.notices_bp, messages_api.admin_bp,
+              org_api.bp, org_api.admin_bp]
 
 
 def build_wechat(settings: Settings) -> tuple[wechat_service.WeChat, Any]:

@@ -261,8 +261,8 @@ async def list_slots(_request: Request, hall_code: str, query: SlotQuery,
 @bp.get("/halls/<hall_code:str>/slot-rules")
 @endpoint(response=RulesOut, roles=[Role.staff, Role.admin], summary="大厅预约规则",
           tag="appointments")
-async def get_rules(_request: Request, hall_code: str) -> RulesOut:
-    hall, rules = await slots.rules_of(hall_code=hall_code)
+async def get_rules(_request: Request, hall_code: str, principal: Principal) -> RulesOut:
+    hall, rules = await slots.rules_of(actor=principal, hall_code=hall_code)
     return RulesOut(hall_code=hall.code, rules=[_rule_out(r) for r in rules])
 
 

@@ -47,9 +47,10 @@ class CodeOut(BaseModel):
 
 
 class ScanIn(BaseModel):
+    # No hall here: where staff scan is their membership's hall (services/scope.py), never
+    # what the client says. Older clients still sending hall_code are not refused; it is
+    # ignored.
     content: str = Field(min_length=1, max_length=512, description="摄像头读到的二维码内容")
-    hall_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,32}$",
-                                  description="窗口工作人员所在大厅编码（扫码设备所在地）")
 
 
 class IdentityView(BaseModel):
@@ -256,7 +257,7 @@ async def my_code_scans(_request: Request, query: ScansQuery, principal: Princip
           summary="扫码：按扫码人身份返回其可见内容（过期或作废返回 410，请刷新二维码）",
           tag="codes")
 async def scan(_request: Request, body: ScanIn, principal: Principal) -> HTTPResponse:
-    result = await codes.scan(actor=principal, content=body.content, hall_code=body.hall_code)
+    result = await codes.scan(actor=principal, content=body.content)
     # Sent as the service assembled it: ScanOut documents it, and the tests hold every kind of
     # answer to ScanOut. A section the scanner may not see is absent, not null.
     return HTTPResponse(result.document, content_type="application/json")

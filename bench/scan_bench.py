@@ -144,7 +144,7 @@ async def _prepare_data(env: dict[str, str]) -> tuple[str, dict[str, bytes]]:
         await cache.close_cache()
         await db.close_db()
     bodies = {
-        "person": json.dumps({"content": person.content, "hall_code": "H-QY-000"}).encode(),
+        "person": json.dumps({"content": person.content}).encode(),
         "doorplate": json.dumps({"content": plate.content}).encode(),
     }
     tokens = {"person": staff_token, "doorplate": resident_token}

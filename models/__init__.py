@@ -16,4 +16,5 @@ MODEL_MODULES: list[str] = [
     "models.appointments",
     "models.verification",
     "models.messages",
+    "models.org",
 ]

@@ -4,10 +4,13 @@ items with their guide elements, and 一件事 bundles."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from models.org import Region
 
 
 class HallLevel(StrEnum):
@@ -42,6 +45,10 @@ class Hall(Model):
     self_service_24h = fields.BooleanField(default=False)
     is_active = fields.BooleanField(default=True)
     updated_at = fields.DatetimeField(auto_now=True)
+    # The administrative region the hall serves (models/org.py); data scope follows it.
+    region: fields.ForeignKeyNullableRelation[Region] = fields.ForeignKeyField(
+        "models.Region", related_name="halls", null=True, on_delete=fields.SET_NULL
+    )
 
     windows: fields.ReverseRelation[Window]
 

@@ -41,6 +41,7 @@ from models.users import Person, Role, User
 from services import audit, clock, deskview, jobs, notifications, people, ratelimit, slots
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
+from services.scope import hall_in_scope, scope_of
 from services.settings import get_settings
 from services.verification import verified_person_of
 
@@ -246,30 +247,35 @@ async def book(
 # --- reading -------------------------------------------------------------------------------
 
 
-async def _may_see(actor: Principal, appt: Appointment, *, staff_ok: bool) -> bool:
+async def _owns(actor: Principal, appt: Appointment) -> bool:
+    """The resident it is for (by account or by person) or whoever booked it."""
     uid = actor.user_id
     if uid in (appt.booked_by_id, appt.resident_id):  # type: ignore[attr-defined]
         return True
     mine = await verified_person_of(uid)  # others' bookings: proven only
-    if mine is not None and mine.id == appt.person_id:  # type: ignore[attr-defined]
-        return True
-    return staff_ok and actor.is_staff
+    return mine is not None and mine.id == appt.person_id  # type: ignore[attr-defined]
+
+
+async def access_appointment(actor: Principal, appointment_id: int, *, for_change: bool = False,
+                             lock: bool = False) -> Appointment:
+    """The one decision on who sees an appointment: its resident and whoever booked it, and
+    staff whose scope covers its hall (services/scope.py); anyone else gets not_found.
+    ``for_change`` (cancel, reschedule, the resident's check-in): the resident's side only,
+    staff reading is not enough. ``lock``: FOR UPDATE, inside the caller's transaction."""
+    q = Appointment.filter(id=appointment_id)
+    appt = await (q.select_for_update() if lock else q).select_related("hall", "person").first()
+    if appt is None:
+        raise not_found("预约")
+    if await _owns(actor, appt):
+        return appt
+    if not for_change and actor.is_staff and (await scope_of(actor)).covers(
+            hall_id=appt.hall_id, hall_code=appt.hall.code):  # type: ignore[attr-defined]
+        return appt
+    raise not_found("预约")
 
 
 async def get(*, actor: Principal, appointment_id: int) -> Appointment:
-    appt = await Appointment.get_or_none(id=appointment_id).select_related("hall", "person")
-    if appt is None or not await _may_see(actor, appt, staff_ok=True):
-        raise not_found("预约")
-    return appt
-
-
-async def _own(actor: Principal, appointment_id: int) -> Appointment:
-    """For changes: only the person (their account) or whoever booked it; staff reading is
-    not enough."""
-    appt = await Appointment.get_or_none(id=appointment_id).select_related("hall", "person")
-    if appt is None or not await _may_see(actor, appt, staff_ok=False):
-        raise not_found("预约")
-    return appt
+    return await access_appointment(actor, appointment_id)
 
 
 async def list_mine(*, actor: Principal, status: AppointmentStatus | None = None,
@@ -291,7 +297,7 @@ async def hall_day(*, actor: Principal, hall_code: str, day: date) -> list[Appoi
     """A hall's appointments on a day, for its staff (masked like everything else)."""
     if not actor.is_staff:
         raise forbidden()
-    hall = await slots.hall_by_code(hall_code)
+    hall = await hall_in_scope(actor, hall_code)
     lo = datetime.combine(day, datetime.min.time(), tzinfo=clock.SHANGHAI)
     return await Appointment.filter(
         hall_id=hall.id, starts_at__gte=lo, starts_at__lt=lo + timedelta(days=1),
@@ -314,7 +320,7 @@ def _check_cutoff(appt: Appointment, what: str) -> None:
 
 
 async def cancel(*, actor: Principal, appointment_id: int) -> Appointment:
-    appt = await _own(actor, appointment_id)
+    appt = await access_appointment(actor, appointment_id, for_change=True)
 
     async def attempt() -> Appointment:
         async with in_transaction():
@@ -337,7 +343,7 @@ async def cancel(*, actor: Principal, appointment_id: int) -> Appointment:
 async def reschedule(*, actor: Principal, appointment_id: int, slot_id: int) -> Appointment:
     """Move to another slot: the new place is taken before the old one is given back, in one
     transaction, so a failure leaves the original booking exactly as it was."""
-    appt = await _own(actor, appointment_id)
+    appt = await access_appointment(actor, appointment_id, for_change=True)
     new = await _bookable_slot(slot_id)
     await _item_for(new, appt.item_code)
     green = slots.is_green(appt.person, on=clock.local(new.starts_at).date(),
@@ -457,7 +463,9 @@ async def check_in_by_code(*, actor: Principal, code: str) -> Appointment:
     code = code.strip()
     appt = await Appointment.get_or_none(check_in_token=code).select_related(
         "hall", "person") if len(code) <= 32 else None
-    if appt is None:
+    # Staff check in the appointments of their own halls only; another hall's looks unknown.
+    if appt is None or not (await scope_of(actor)).covers(
+            hall_id=appt.hall_id, hall_code=appt.hall.code):  # type: ignore[attr-defined]
         raise not_found("预约")
     return await _mark_checked_in(appt)
 
@@ -473,7 +481,7 @@ def hall_check_in_token(hall_code: str, day: date) -> str:
 async def hall_code_for_today(*, actor: Principal, hall_code: str) -> tuple[Hall, str, date]:
     if not actor.is_staff:
         raise forbidden()
-    hall = await slots.hall_by_code(hall_code)
+    hall = await hall_in_scope(actor, hall_code)
     today = clock.today()
     return hall, hall_check_in_token(hall.code, today), today
 
@@ -481,7 +489,7 @@ async def hall_code_for_today(*, actor: Principal, hall_code: str) -> tuple[Hall
 async def check_in_at_hall(*, actor: Principal, appointment_id: int, hall_code: str,
                            token: str) -> Appointment:
     """The resident scans the hall's code with the mini program."""
-    appt = await _own(actor, appointment_id)
+    appt = await access_appointment(actor, appointment_id, for_change=True)
     expected = hall_check_in_token(appt.hall.code, clock.today())
     if appt.hall.code != hall_code or not hmac.compare_digest(expected, token):
         raise AppError(ErrorCode.check_in_code_invalid, "签到码无效、已过期或不属于预约的大厅")

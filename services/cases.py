@@ -42,6 +42,7 @@ from models.users import User
 from services import clock, deskview, jobs, notifications, workcalendar
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
+from services.scope import scope_of
 from services.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,9 @@ async def proxy_scopes(*, grantor_id: int, helper_id: int, case_id: int | None) 
 async def access(actor: Principal, case: Case) -> Access:
     kinds: set[ActorKind] = set()
     view = False
-    if actor.is_staff:
+    if actor.is_staff and (await scope_of(actor)).covers(hall_code=case.hall_code,
+                                                         department=case.department):
+        # Staff act on the cases of their hall, department or region only (services/scope.py).
         kinds.add(ActorKind.staff)
         view = True
     if case.applicant_id == actor.user_id:  # type: ignore[attr-defined]
@@ -234,14 +237,31 @@ def available_actions(status: CaseStatus, acc: Access) -> list[Action]:
     return out
 
 
-async def visible_case(actor: Principal, case_id: int) -> tuple[Case, Access]:
-    case = await Case.get_or_none(id=case_id)
+async def case_and_access(actor: Principal, case_id: int, *,
+                          lock: bool = False) -> tuple[Case, Access]:
+    """The case and what the caller is to it, or not_found when they may not see it (absent
+    and not-yours look the same). ``lock``: SELECT ... FOR UPDATE, inside the caller's
+    ``in_transaction()`` (Tortoise routes the query to it through the context)."""
+    q = Case.filter(id=case_id)
+    case = await (q.select_for_update() if lock else q).first()
     if case is None:
         raise not_found("办件")
     acc = await access(actor, case)
     if not acc.can_view:
         raise not_found("办件")
     return case, acc
+
+
+async def access_case(actor: Principal, case_id: int, *, for_change: bool = False,
+                      lock: bool = False) -> Case:
+    """The one decision on who sees a case: the applicant, whoever filed it, a helper it was
+    offered or assigned to, staff whose scope covers its hall or department; anyone else gets
+    not_found. ``for_change``: the caller must also be able to act on it (applicant, staff
+    in scope, or a helper holding the applicant's proxy authorization), else forbidden."""
+    case, acc = await case_and_access(actor, case_id, lock=lock)
+    if for_change and not acc.kinds:
+        raise forbidden()
+    return case
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,12 +450,7 @@ async def _move(
 ) -> Case:
     now = clock.now()
     async with in_transaction() as conn:
-        case = await Case.filter(id=case_id).select_for_update().using_db(conn).first()
-        if case is None:
-            raise not_found("办件")
-        acc = await access(actor, case)
-        if not acc.can_view:
-            raise not_found("办件")
+        case, acc = await case_and_access(actor, case_id, lock=True)
         rule = rule_for(case.status, action)
         kind = allowed_kind(acc, action, rule)
         if expected_version is not None and expected_version != case.version:
@@ -536,7 +551,7 @@ async def request_supplement(
     note: str = "",
 ) -> Case:
     """一次性告知: every missing or wrong material, each with its reason, in one notice."""
-    case, _ = await visible_case(actor, case_id)
+    case = await access_case(actor, case_id)
     known = set(await materials_of(case))
     errors: dict[str, str] = {}
     seen: set[str] = set()
@@ -585,7 +600,7 @@ class CaseView:
 
 
 async def get_case(*, actor: Principal, case_id: int) -> CaseView:
-    case, acc = await visible_case(actor, case_id)
+    case, acc = await case_and_access(actor, case_id)
     await case.fetch_related("person", "enterprise")
     events = await CaseEvent.filter(case_id=case.id).order_by("id")
     sups = await SupplementRequest.filter(case_id=case.id).order_by("sequence")
@@ -623,7 +638,7 @@ async def staff_cases(
 ) -> tuple[list[Case], int | None]:
     if not actor.is_staff:
         raise forbidden()
-    q = Case.all()
+    q = Case.filter((await scope_of(actor)).q(hall_code="hall_code", department="department"))
     if hall_code:
         q = q.filter(hall_code=hall_code)
     if overdue is not None:
@@ -650,7 +665,9 @@ async def repeat_supplements(
     """Second and later notices on one case, for supervisors: each should be rare."""
     if not actor.is_staff:
         raise forbidden()
-    q = SupplementRequest.filter(sequence__gte=2).select_related("case")
+    in_scope = (await scope_of(actor)).q(hall_code="case__hall_code",
+                                         department="case__department")
+    q = SupplementRequest.filter(in_scope, sequence__gte=2).select_related("case")
     if cursor is not None:
         q = q.filter(id__lt=cursor)
     rows = await q.order_by("-id").limit(limit + 1)
@@ -704,7 +721,9 @@ async def list_alerts(
 ) -> tuple[list[CaseAlert], int | None]:
     if not actor.is_staff:
         raise forbidden()
-    q = CaseAlert.all().select_related("case")
+    in_scope = (await scope_of(actor)).q(hall_code="case__hall_code",
+                                         department="case__department")
+    q = CaseAlert.filter(in_scope).select_related("case")
     if level is not None:
         q = q.filter(level=level)
     if cursor is not None:

@@ -55,6 +55,7 @@ from services import cache, clock, db, deskview, jobs, people, pii, ratelimit, v
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.identity import InvalidCreditCode, validate_uscc
+from services.scope import scope_of
 from services.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -824,9 +825,12 @@ async def flush_scan_logs() -> int:
     return moved
 
 
-async def scan(*, actor: Principal, content: str, hall_code: str | None = None) -> Scanned:
+async def scan(*, actor: Principal, content: str) -> Scanned:
     now = clock.now()  # Asia/Shanghai already: the timestamps in the answer say +08:00
-    org = (await hall_name(hall_code) or "") if hall_code and actor.is_staff else ""
+    # Where staff scan is their own hall (their membership), never what the client says: the
+    # watermark and the resident's access log name it.
+    hall = (await scope_of(actor)).scanning_hall if actor.is_staff else None
+    org = (await hall_name(hall) or "") if hall else ""
     ref, token, key, mode, refused = "", "", LOG_BUFFER, "refused", None
     try:
         token = extract_token(content)

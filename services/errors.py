@@ -73,6 +73,8 @@ class ErrorCode(Enum):
     face_failed = (409, "人脸核身未通过，请重新发起")
     face_session_invalid = (409, "核身会话已失效，请重新发起人脸核身")
     identity_desk_conflict = (409, "无法在窗口完成绑定，请本人通过人脸核身认证")
+    org_conflict = (409, "组织机构中已有相同的记录")
+    org_in_use = (409, "仍有下级或人员，不能删除")
 
     @property
     def status(self) -> int:

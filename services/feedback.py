@@ -24,10 +24,11 @@ from models.feedback import (
     FeedbackStatus,
     Moderation,
 )
-from models.users import Role, User, UserRole
+from models.users import User, UserRole
 from services import clock, jobs, notifications, ratelimit
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
+from services.scope import scope_of
 from services.settings import get_settings
 from services.workcalendar import add_working_days
 
@@ -133,12 +134,26 @@ async def submit(
     return fb
 
 
-async def get_for(*, actor: Principal, feedback_id: int) -> Feedback:
-    """A resident reads only their own reports; staff read any."""
-    fb = await Feedback.get_or_none(id=feedback_id).select_related("hall")
-    if fb is None or (not actor.is_staff and fb.user_id != actor.user_id):  # type: ignore[attr-defined]
+async def access_feedback(actor: Principal, feedback_id: int, *, for_change: bool = False,
+                          lock: bool = False) -> Feedback:
+    """The one decision on who sees a report: its author, and staff whose scope covers its
+    hall or department (services/scope.py); anyone else gets not_found. ``for_change``
+    (assign, reply, moderate): staff in scope only; the author's own actions go through
+    ``get_own``. ``lock``: FOR UPDATE, inside the caller's transaction."""
+    q = Feedback.filter(id=feedback_id)
+    fb = await (q.select_for_update() if lock else q).select_related("hall").first()
+    if fb is None:
         raise not_found("诉求")
-    return fb
+    in_scope = actor.is_staff and (await scope_of(actor)).covers(
+        hall_id=fb.hall_id, hall_code=fb.hall.code if fb.hall else None,  # type: ignore[attr-defined]
+        department=fb.department)
+    if in_scope or (not for_change and fb.user_id == actor.user_id):  # type: ignore[attr-defined]
+        return fb
+    raise not_found("诉求")
+
+
+async def get_for(*, actor: Principal, feedback_id: int) -> Feedback:
+    return await access_feedback(actor, feedback_id)
 
 
 async def get_own(*, actor: Principal, feedback_id: int) -> Feedback:
@@ -184,7 +199,8 @@ async def list_for_staff(
 ) -> list[Feedback]:
     if not actor.is_staff:
         raise forbidden()
-    qs = Feedback.all().select_related("hall", "user__person").order_by("-id")
+    in_scope = (await scope_of(actor)).q(hall_id="hall_id", department="department")
+    qs = Feedback.filter(in_scope).select_related("hall", "user__person").order_by("-id")
     if status is not None:
         qs = qs.filter(status=status)
     if kind is not None:
@@ -223,14 +239,19 @@ async def assign(
     if handler_id is None and not department:
         raise AppError(ErrorCode.validation_failed,
                        fields={"handler_id": "请指定承办人或承办部门"})
-    fb = await get_for(actor=actor, feedback_id=feedback_id)
+    fb = await access_feedback(actor, feedback_id, for_change=True)
     changes: dict[str, Any] = {}
     if handler_id is not None:
-        is_staff = await UserRole.filter(user_id=handler_id,
-                                         role__in=[Role.staff, Role.admin]).exists()
-        if not is_staff:
+        roles = await UserRole.filter(user_id=handler_id).values_list("role", flat=True)
+        handler = Principal(handler_id, frozenset(str(r) for r in roles))
+        target_department = (department or "").strip() or fb.department
+        # The handler must be staff who can see the report once assigned (their scope
+        # covers its hall or its department), or the task would vanish from every list.
+        if not handler.is_staff or not (await scope_of(handler)).covers(
+                hall_id=fb.hall_id, hall_code=fb.hall.code if fb.hall else None,  # type: ignore[attr-defined]
+                department=target_department):
             raise AppError(ErrorCode.validation_failed,
-                           fields={"handler_id": "承办人须为工作人员"})
+                           fields={"handler_id": "承办人须为该诉求所属大厅或部门的工作人员"})
         changes["handler_id"] = handler_id
     if department:
         changes["department"] = department.strip()
@@ -239,14 +260,14 @@ async def assign(
         await FeedbackEvent.create(
             feedback_id=fb.id, actor_id=actor.user_id, action="assigned",
             note=f"承办部门：{fb.department}" + (f"，承办人 #{handler_id}" if handler_id else ""))
-    return await get_for(actor=actor, feedback_id=feedback_id)
+    return await Feedback.get(id=fb.id).select_related("hall")
 
 
 async def moderate(*, actor: Principal, feedback_id: int, approve: bool) -> Feedback:
     """Staff decide on a report WeChat sent to human review."""
     if not actor.is_staff:
         raise forbidden()
-    fb = await get_for(actor=actor, feedback_id=feedback_id)
+    fb = await access_feedback(actor, feedback_id, for_change=True)
     verdict = Moderation.approved if approve else Moderation.hidden
     async with in_transaction():
         moved = await Feedback.filter(id=fb.id, moderation=Moderation.review).update(
@@ -256,7 +277,7 @@ async def moderate(*, actor: Principal, feedback_id: int, approve: bool) -> Feed
             raise AppError(ErrorCode.feedback_state, "该诉求无需人工审核")
         await FeedbackEvent.create(feedback_id=fb.id, actor_id=actor.user_id,
                                    action="moderated", note="公开" if approve else "不公开")
-    return await get_for(actor=actor, feedback_id=feedback_id)
+    return await Feedback.get(id=fb.id).select_related("hall")
 
 
 async def reply(*, actor: Principal, feedback_id: int, text: str) -> Feedback:
@@ -265,7 +286,7 @@ async def reply(*, actor: Principal, feedback_id: int, text: str) -> Feedback:
     text = text.strip()
     if not text:
         raise AppError(ErrorCode.validation_failed, fields={"text": "请填写答复内容"})
-    fb = await get_for(actor=actor, feedback_id=feedback_id)
+    fb = await access_feedback(actor, feedback_id, for_change=True)
     now = clock.now()
     async with in_transaction():
         changes: dict[str, Any] = {"status": FeedbackStatus.replied, "reply": text,

@@ -24,6 +24,7 @@ from models.catalogue import Hall, HallLevel, ServiceItem, ServicePoint, Window
 from services import cache, clock, guide
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
+from services.scope import hall_in_scope
 from services.workcalendar import OpeningHours
 
 log = logging.getLogger(__name__)
@@ -305,6 +306,9 @@ async def update_hall(*, actor: Principal, code: str, values: dict[str, Any]) ->
     """Replace a hall's map facts (location, hours, phone, …) and refresh the GEO index."""
     if not actor.is_staff:
         raise forbidden()
+    if guide.storable(code):
+        # Its manager or a supervisor above it; another hall's staff don't see it to edit.
+        await hall_in_scope(actor, code, for_change=True)
     if "hours" in values:
         try:
             OpeningHours.from_seed(values["hours"])

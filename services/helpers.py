@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
@@ -28,12 +29,14 @@ from models.cases import (
     ProxyScope,
 )
 from models.catalogue import Hall
+from models.org import Membership, Position
 from models.users import Person, Role, User, UserRole
 from services import audit, clock, jobs, notifications, pii
 from services.auth import Principal
-from services.cases import TERMINAL, proxy_scopes, visible_case
+from services.cases import TERMINAL, access_case, proxy_scopes
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.people import P_ID, P_NAME, P_PHONE
+from services.scope import scope_of
 from services.settings import get_settings
 from services.verification import require_verified
 
@@ -107,7 +110,12 @@ async def list_profiles(
 ) -> list[tuple[HelperProfile, int]]:
     if not actor.has(Role.admin, Role.staff):
         raise forbidden()
-    q = HelperProfile.all()
+    # Staff see the helpers of the halls in their scope (home hall or a membership there).
+    sc = await scope_of(actor)
+    members = await Membership.filter(sc.q(hall_id="hall_id"),
+                                      position=Position.helper).values_list("user_id", flat=True)
+    q = HelperProfile.all() if sc.everything else HelperProfile.filter(
+        sc.q(hall_code="hall_code") | Q(user_id__in=list(members)))
     if hall_code:
         q = q.filter(hall_code=hall_code)
     profiles = await q.order_by("id").limit(500)
@@ -140,6 +148,14 @@ async def _open_loads(user_ids: list[int]) -> dict[int, int]:
 # Assignment
 
 
+async def serving_hall(hall_code: str) -> Q:
+    """Helpers who serve a hall: their profile's home hall, or a 帮办员 membership there
+    (models/org.py: a helper may belong to several halls)."""
+    members = await Membership.filter(position=Position.helper,
+                                      hall__code=hall_code).values_list("user_id", flat=True)
+    return Q(hall_code=hall_code) | Q(user_id__in=[int(m) for m in members])  # type: ignore[call-overload]
+
+
 def _serves(profile: HelperProfile, case: Case) -> bool:
     scope = profile.scope
     return case.department in scope.get("departments", []) or (
@@ -150,7 +166,7 @@ def _serves(profile: HelperProfile, case: Case) -> bool:
 async def _pick(case: Case, *, exclude: set[int]) -> int | None:
     """On duty, at the case's hall, serving its department or theme, fewest open cases."""
     profiles = await HelperProfile.filter(
-        hall_code=case.hall_code, on_duty=True, user__is_active=True
+        await serving_hall(case.hall_code), on_duty=True, user__is_active=True
     ).exclude(user_id__in=list(exclude) or [0])
     candidates = [p for p in profiles if _serves(p, case)]
     if not candidates:
@@ -247,7 +263,7 @@ class HelpResult:
 
 
 async def request_help(*, actor: Principal, case_id: int, note: str = "") -> HelpResult:
-    case, _ = await visible_case(actor, case_id)
+    case = await access_case(actor, case_id)
     is_filer = case.submitted_by_id == actor.user_id  # type: ignore[attr-defined]
     if case.applicant_id != actor.user_id and not is_filer:  # type: ignore[attr-defined]
         raise forbidden("只有申请人或代为提交的社区工作者可以申请帮办")
@@ -311,8 +327,9 @@ async def transfer(*, actor: Principal, assignment_id: int, note: str,
     a = await _my_assignment(actor, assignment_id)
     if to_helper_user_id is not None:
         case = await Case.get(id=a.case_id)  # type: ignore[attr-defined]
-        target = await HelperProfile.get_or_none(user_id=to_helper_user_id, on_duty=True)
-        same_hall = target is not None and target.hall_code == case.hall_code
+        same_hall = await HelperProfile.filter(
+            await serving_hall(case.hall_code), user_id=to_helper_user_id, on_duty=True
+        ).exists()
         if not same_hall or to_helper_user_id == actor.user_id:
             raise AppError(ErrorCode.validation_failed, "接手人须为同一大厅在岗的帮办人员",
                            fields={"to_helper_user_id": "不可转交给该人员"})

@@ -14,7 +14,7 @@ from datetime import date
 from tortoise.exceptions import IntegrityError
 
 from models.users import Person, User
-from services import audit, clock, pii
+from services import audit, clock, pii, scope
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.identity import (
@@ -136,7 +136,7 @@ async def reveal(
         raise AppError(ErrorCode.validation_failed, "查看完整个人信息须说明事由",
                        fields={"reason": "请填写查看事由（至少4个字）"})
     person = await Person.get_or_none(id=person_id)
-    if person is None:
+    if person is None or not await scope.person_in_scope(actor, person.id):
         raise not_found("人员")
     shown = ["name", "id_number"] + (["phone"] if person.phone_enc else [])
     await audit.record(actor=actor, person_id=person.id, action="person.reveal",

@@ -28,6 +28,7 @@ from services import clock, jobs, notifications
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.feedback import check_content
+from services.scope import scope_of
 from services.settings import get_settings
 from services.workcalendar import add_working_days
 
@@ -136,7 +137,8 @@ async def list_tasks(
 ) -> list[RectificationTask]:
     if not actor.is_staff:
         raise forbidden()
-    qs = RectificationTask.all().select_related("rating__rater__person").order_by("-id")
+    in_scope = (await scope_of(actor)).q(hall_code="hall_code", department="department")
+    qs = RectificationTask.filter(in_scope).select_related("rating__rater__person").order_by("-id")
     if status is not None:
         qs = qs.filter(status=status)
     if department:
@@ -148,13 +150,25 @@ async def list_tasks(
     return await qs.limit(limit + 1)
 
 
-async def get_task(*, actor: Principal, task_id: int) -> RectificationTask:
+async def access_rectification(actor: Principal, task_id: int, *, for_change: bool = False,
+                               lock: bool = False) -> RectificationTask:
+    """The one decision on who sees a rectification task: staff whose scope covers the rated
+    hall or department (services/scope.py); anyone else gets not_found. Reading and acting
+    need the same scope, so ``for_change`` adds nothing here. ``lock``: FOR UPDATE, inside
+    the caller's transaction."""
     if not actor.is_staff:
         raise forbidden()
-    task = await RectificationTask.get_or_none(id=task_id).select_related("rating__rater__person")
-    if task is None:
+    q = RectificationTask.filter(id=task_id)
+    task = await (q.select_for_update() if lock else q).select_related(
+        "rating__rater__person").first()
+    if task is None or not (await scope_of(actor)).covers(hall_code=task.hall_code,
+                                                          department=task.department):
         raise not_found("整改任务")
     return task
+
+
+async def get_task(*, actor: Principal, task_id: int) -> RectificationTask:
+    return await access_rectification(actor, task_id)
 
 
 async def reply_task(*, actor: Principal, task_id: int, text: str) -> RectificationTask:

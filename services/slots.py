@@ -26,6 +26,7 @@ from models.users import Person, Role
 from services import clock, people
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
+from services.scope import hall_in_scope
 from services.settings import get_settings
 from services.workcalendar import OpeningHours
 
@@ -88,7 +89,7 @@ async def set_rule(*, actor: Principal, hall_code: str, rule: RuleInput) -> Slot
     if not actor.is_staff:
         raise forbidden()
     _validate_rule(rule)
-    hall = await hall_by_code(hall_code)
+    hall = await hall_in_scope(actor, hall_code, for_change=True)
     if not await Window.filter(hall=hall, kind=rule.window_kind).exists():
         raise not_found("该大厅的此类窗口")
     row, _ = await SlotRule.update_or_create(
@@ -100,8 +101,10 @@ async def set_rule(*, actor: Principal, hall_code: str, rule: RuleInput) -> Slot
     return row
 
 
-async def rules_of(*, hall_code: str) -> tuple[Hall, list[SlotRule]]:
-    hall = await hall_by_code(hall_code)
+async def rules_of(*, actor: Principal, hall_code: str) -> tuple[Hall, list[SlotRule]]:
+    if not actor.is_staff:
+        raise forbidden()
+    hall = await hall_in_scope(actor, hall_code)
     return hall, await SlotRule.filter(hall=hall).order_by("window_kind")
 
 

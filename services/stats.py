@@ -31,6 +31,7 @@ from models.users import User
 from services import clock
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden
+from services.scope import scope_of
 
 GroupBy = Literal["hall", "department"]
 MAX_RANGE_DAYS = 366
@@ -177,14 +178,19 @@ async def report(
         return groups[k]
 
     in_range = {"created_at__gte": lo, "created_at__lt": hi}
+    # Figures count only what the caller's scope covers (services/scope.py): a clerk's hall,
+    # an approver's department, a supervisor's region; an admin the whole city.
+    sc = await scope_of(actor)
+    mine = sc.q(hall_code="hall_code", department="department")
+    mine_via_case = sc.q(hall_code="case__hall_code", department="case__department")
 
-    for row in await Case.filter(**in_range).annotate(n=Count("id")).group_by(
+    for row in await Case.filter(mine, **in_range).annotate(n=Count("id")).group_by(
             col, "status").values(k=col, status="status", n="n"):
         fig(row["k"]).cases_by_status[str(row["status"])] += int(row["n"])
 
     closed_q = Q(status="closed", accepted_at__not_isnull=True, closed_at__not_isnull=True,
                  due_at__not_isnull=True)
-    for row in await Case.filter(**in_range).annotate(
+    for row in await Case.filter(mine, **in_range).annotate(
         x_overdue=Count("id", _filter=Q(status__in=UNFINISHED, due_at__lt=now)),
         x_closed=Count("id", _filter=closed_q),
         x_on_time=Count("id", _filter=closed_q & Q(closed_at__lte=F("due_at"))),
@@ -204,7 +210,7 @@ async def report(
         f.promised_days += int(row["promised_days"] or 0)
 
     case_range = {"case__created_at__gte": lo, "case__created_at__lt": hi}
-    for row in await HelperAssignment.filter(**case_range).annotate(
+    for row in await HelperAssignment.filter(mine_via_case, **case_range).annotate(
         active=Count("id", _filter=Q(status__in=ACTIVE_ASSIGNMENT)),
         done=Count("id", _filter=Q(status="done")),
         helpers=Count("helper_id", distinct=True),
@@ -215,23 +221,23 @@ async def report(
         f.helper_done += int(row["done"] or 0)
         f.helpers += int(row["helpers"] or 0)
 
-    load_rows = await HelperAssignment.filter(**case_range).annotate(
+    load_rows = await HelperAssignment.filter(mine_via_case, **case_range).annotate(
         active=Count("id", _filter=Q(status__in=ACTIVE_ASSIGNMENT)),
         done=Count("id", _filter=Q(status="done")),
     ).group_by("helper_id").order_by("-active", "-done", "helper_id").limit(
         HELPER_LOAD_LIMIT).values(helper_id="helper_id", active="active", done="done")
     # One row per helper (a few hundred at most), not per assignment: Tortoise can't express
     # an ungrouped COUNT(DISTINCT) next to a join.
-    distinct_helpers = len(await HelperAssignment.filter(**case_range).distinct().values_list(
-        "helper_id", flat=True))
+    distinct_helpers = len(await HelperAssignment.filter(
+        mine_via_case, **case_range).distinct().values_list("helper_id", flat=True))
     nicknames = dict(await User.filter(
         id__in=[r["helper_id"] for r in load_rows]).values_list("id", "nickname"))
 
-    for row in await Rating.filter(**in_range).annotate(n=Count("id")).group_by(
+    for row in await Rating.filter(mine, **in_range).annotate(n=Count("id")).group_by(
             col, "level").values(k=col, level="level", n="n"):
         fig(row["k"]).ratings_by_level[int(row["level"])] += int(row["n"])
 
-    for row in await RectificationTask.filter(**in_range).annotate(
+    for row in await RectificationTask.filter(mine, **in_range).annotate(
         # Annotation names must not shadow a field: Tortoise would resolve the filter
         # escalated=True against the annotation itself and recurse forever.
         x_n=Count("id"),

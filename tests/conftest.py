@@ -30,8 +30,9 @@ from sanic import Sanic
 from tortoise import Tortoise, connections
 
 from api.app import create_app
+from models.org import Position
 from models.users import Role, User, UserRole
-from services import cache, db
+from services import cache, db, scope
 from services.settings import get_settings
 
 MYSQL_URL = os.environ.get("XQ_TEST_MYSQL_URL", "mysql://root:@127.0.0.1:3306")
@@ -120,7 +121,20 @@ async def clean(backend: Backend) -> AsyncIterator[None]:
             + "PRAGMA foreign_keys=ON;"
         )
     await cache.redis().flushdb()
+    scope.forget()
     yield
+
+
+@pytest.fixture(autouse=True)
+def legacy_staff_scope() -> Iterator[None]:
+    """Suites written before the organisation log in as plain ``Role.staff``: in tests only,
+    a staff account holding NO membership sees everything, as all staff did then. Every scope
+    test gives its people memberships (``api.login(..., hall=...)``), and
+    ``tests/unit/test_scope.py`` proves that without this fallback such an account sees
+    nothing, which is what production does."""
+    scope.unassigned_staff_scope = scope.EVERYTHING
+    yield
+    scope.unassigned_staff_scope = scope.NOTHING
 
 
 @pytest.fixture(scope="session")
@@ -201,18 +215,48 @@ class Api:
     async def delete(self, path: str, **kw: Any) -> Any:
         return await self.request("DELETE", path, **kw)
 
-    async def login(self, code: str, *roles: Role) -> Session:
+    async def login(self, code: str, *roles: Role, hall: str | None = None,
+                    position: Position | None = None, department: str | None = None,
+                    region: str | None = None) -> Session:
         """Log in through the stub as ``code``; grant ``roles`` directly in the database first
-        (granting over the API is tested on its own), so the token carries them."""
-        if roles:
+        (granting over the API is tested on its own), so the token carries them.
+
+        ``hall`` (a hall code) makes the account a clerk there (or ``position``, e.g.
+        hall_manager / helper); ``department`` (a department name; the city's unless
+        ``region`` says) an approver; ``region`` alone (a region code) a supervisor. The
+        organisation must be seeded (``seed.run()``)."""
+        unit = hall or department or region
+        if roles or unit:
             user, _ = await User.get_or_create(openid=self.app.ctx.fake_wechat.openid_for(code))
             for role in roles:
                 await UserRole.get_or_create(user=user, role=role)
+            if unit:
+                await grant_position(user.id, hall=hall, position=position,
+                                     department=department, region=region)
         resp = await self.post("/api/v1/auth/wechat-login", json={"code": code})
         assert resp.status == 200, resp.text
         body = resp.json
         return Session(api=self, token=body["access_token"], refresh=body["refresh_token"],
                        user_id=body["user_id"])
+
+
+async def grant_position(user_id: int, *, hall: str | None = None,
+                         position: Position | None = None, department: str | None = None,
+                         region: str | None = None) -> None:
+    """A membership straight in the database (the admin API is tested on its own)."""
+    from models.org import Department
+    from services import org
+
+    if hall:
+        await org.add_membership(actor=None, user_id=user_id, position=position or Position.clerk,
+                                 hall_code=hall)
+    elif department:
+        dept = await Department.get(name=department, region__code=region or "621000")
+        await org.add_membership(actor=None, user_id=user_id,
+                                 position=position or Position.approver, department_id=dept.id)
+    elif region:
+        await org.add_membership(actor=None, user_id=user_id,
+                                 position=position or Position.supervisor, region_code=region)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from services.auth import Principal
 from services.errors import AppError, ErrorCode
 from services.identity import InvalidCreditCode, InvalidIdNumber, validate_id_number, validate_uscc
 from services.settings import get_settings
+from tests.conftest import grant_position
 
 ZHANG = "621002194103050316"
 LI = "621021197508120426"
@@ -139,7 +140,8 @@ async def test_staff_scan_of_person_code_shows_masked_identity_and_licences() ->
     await seed_demo()
     li = await user("li", person_id_number=LI)
     staff = await user("staff", Role.staff)
-    scanned = await codes.scan(actor=staff, content=await code_of(li), hall_code="H-QY-000")
+    await grant_position(staff.user_id, hall="H-QY-000")  # the watermark names their hall
+    scanned = await codes.scan(actor=staff, content=await code_of(li))
     view = scanned.body["person"]
     assert set(scanned.body) == {"person"}
     assert view["identity"]["name"] == "*秀兰"
@@ -382,8 +384,9 @@ async def test_every_scan_is_logged_and_resident_sees_masked_scanners() -> None:
     zhang = await user("zhang", person_id_number=ZHANG)
     staff = await user("staff", Role.staff)
     resident = await user("resident")
+    await grant_position(staff.user_id, hall="H-QY-000")
     content = await code_of(zhang)
-    ok = await codes.scan(actor=staff, content=content, hall_code="H-QY-000")
+    ok = await codes.scan(actor=staff, content=content)
     await expect_error(ErrorCode.forbidden, codes.scan(actor=resident, content=content))
     await expect_error(ErrorCode.code_unrecognised, codes.scan(actor=resident, content="garbage"))
     # Buffered in Redis until the flush; the resident's read flushes first.
