@@ -20,6 +20,7 @@ from api import appointments as appointments_api
 from api import cases as cases_api
 from api import codes as codes_api
 from api import feedback as feedback_api
+from api import grids as grids_api
 from api import guide as guide_api
 from api import helpers as helpers_api
 from api import map as map_api
@@ -36,7 +37,8 @@ BLUEPRINTS = [health.bp, auth.bp, me.bp, admin.bp,
               cases_api.bp, cases_api.admin_bp, helpers_api.bp, helpers_api.proxy_bp,
               helpers_api.admin_bp, codes_api.bp,
               feedback_api.bp, feedback_api.admin_bp, ratings_api.bp, ratings_api.admin_bp,
-              stats_api.bp, appointments_api.bp]
+              stats_api.bp, appointments_api.bp,
+              grids_api.bp]
 
 
 def build_wechat(settings: Settings) -> tuple[wechat_service.WeChat, Any]:

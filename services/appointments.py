@@ -37,7 +37,17 @@ from models.appointments import (
 )
 from models.catalogue import Hall, ServiceItem
 from models.users import Person, Role, User
-from services import audit, clock, deskview, jobs, notifications, people, ratelimit, slots
+from services import (
+    audit,
+    clock,
+    deskview,
+    jobs,
+    notifications,
+    onbehalf,
+    people,
+    ratelimit,
+    slots,
+)
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.settings import get_settings
@@ -154,10 +164,10 @@ async def _account_of(person_id: int) -> int | None:
 
 async def _resolve_person(actor: Principal, on_behalf_of: OnBehalf | None) -> Person:
     if on_behalf_of is not None:
-        if not actor.has(Role.community_worker):
-            raise forbidden("仅社区工作人员可以代预约")
-        return await people.upsert_person(name=on_behalf_of.name,
-                                          id_number=on_behalf_of.id_number)
+        # Only through a recorded relation (grid, consent, desk registration): see
+        # services/onbehalf.py, which also answers every mismatch alike and limits attempts.
+        return await onbehalf.person_for_booking(actor, name=on_behalf_of.name,
+                                                 id_number=on_behalf_of.id_number)
     person = await people.person_of(actor.user_id)
     if person is None:
         raise AppError(ErrorCode.identity_required)

@@ -60,6 +60,10 @@ class ErrorCode(Enum):
     wechat_unavailable = (503, "微信服务暂时不可用，请稍后再试")
     unavailable = (503, "服务暂时不可用，请稍后再试")
     internal_error = (500, "系统繁忙，请稍后再试")
+    # One answer for every on-behalf refusal (no relation, or name and ID number don't match),
+    # so the answer never tells whether a name fits a registered ID number.
+    on_behalf_not_permitted = (403, "无法代办：须为您网格内的居民、居民本人已授权或由您登记，"
+                                    "且姓名与身份证号一致")
 
     @property
     def status(self) -> int:

@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     case_due_soon_hours: int = 24
     helper_offer_timeout_minutes: int = 30
 
+    # 代办: attempts to name a person on someone's behalf, per worker and per ID number, so
+    # neither one worker nor many together can walk a list of ID numbers or names.
+    on_behalf_worker_rate_limit: int = 30
+    on_behalf_id_rate_limit: int = 10
+    on_behalf_rate_window_seconds: int = 3600
+
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
         key = self.data_key_bytes()  # also validates shape in every environment
