@@ -35,6 +35,7 @@ from models.appointments import (
     WaitlistEntry,
     WaitlistStatus,
 )
+from models.cases import ProxyScope
 from models.catalogue import Hall, ServiceItem
 from models.users import Person, Role, User
 from services import (
@@ -254,12 +255,16 @@ async def book(
 # --- reading -------------------------------------------------------------------------------
 
 
-async def _may_see(actor: Principal, appt: Appointment, *, staff_ok: bool) -> bool:
-    uid = actor.user_id
-    if uid in (appt.booked_by_id, appt.resident_id):  # type: ignore[attr-defined]
+async def _is_theirs(actor: Principal, appt: Appointment) -> bool:
+    """The appointment is the caller's own (their account or their real-name person)."""
+    if actor.user_id == appt.resident_id:  # type: ignore[attr-defined]
         return True
-    mine = await people.person_of(uid)
-    if mine is not None and mine.id == appt.person_id:  # type: ignore[attr-defined]
+    mine = await people.person_of(actor.user_id)
+    return mine is not None and mine.id == appt.person_id  # type: ignore[attr-defined]
+
+
+async def _may_see(actor: Principal, appt: Appointment, *, staff_ok: bool) -> bool:
+    if actor.user_id == appt.booked_by_id or await _is_theirs(actor, appt):  # type: ignore[attr-defined]
         return True
     return staff_ok and actor.is_staff
 
@@ -277,6 +282,11 @@ async def _own(actor: Principal, appointment_id: int) -> Appointment:
     appt = await Appointment.get_or_none(id=appointment_id).select_related("hall", "person")
     if appt is None or not await _may_see(actor, appt, staff_ok=False):
         raise not_found("预约")
+    if not await _is_theirs(actor, appt):
+        # The worker who booked it changes it on the person's behalf: only while they still
+        # may (role and relation), like booking it.
+        await onbehalf.may_act_for(actor, scope=ProxyScope.book,
+                                   person_id=appt.person_id)  # type: ignore[attr-defined]
     return appt
 
 

@@ -199,3 +199,28 @@ async def test_one_answer_for_every_mismatch_and_attempts_are_limited(api: Api) 
                                   json=_booking(slot, ("某某", id_number("19800101"))))).status
                 for _ in range(s.on_behalf_worker_rate_limit + 1)]
     assert 429 not in statuses[:-1] and statuses[-1] == 429, statuses
+
+
+async def test_the_booking_worker_changes_it_only_while_the_relation_holds(api: Api) -> None:
+    await catalogue()
+    wang = await _resident(api, "wang", WANG)
+    worker = await api.login("worker-a", Role.community_worker)
+    free = await _open_slots(worker, n=3)
+    grant = (await wang.post("/api/v1/proxy-authorizations",
+                             json={"helper_user_id": worker.user_id, "scopes": ["book"]})).json
+    first = (await worker.post("/api/v1/appointments", json=_booking(free[0], WANG))).json
+    moved = await worker.post(f"/api/v1/appointments/{first['id']}/reschedule",
+                              json={"slot_id": free[1]["id"]})
+    assert moved.status == 200, moved.text
+    await wang.delete(f"/api/v1/proxy-authorizations/{grant['id']}")
+    # Consent withdrawn: the worker can no longer move or cancel what they booked...
+    for call in (worker.post(f"/api/v1/appointments/{moved.json['id']}/cancel"),
+                 worker.post(f"/api/v1/appointments/{moved.json['id']}/reschedule",
+                             json={"slot_id": free[2]["id"]})):
+        resp = await call
+        assert resp.status == 403 and resp.json["error"]["code"] == NOT_PERMITTED, resp.text
+    # ... while 王小明 sees it and cancels it himself.
+    mine = (await wang.get("/api/v1/appointments")).json["appointments"]
+    assert moved.json["id"] in [a["id"] for a in mine]
+    resp = await wang.post(f"/api/v1/appointments/{moved.json['id']}/cancel")
+    assert resp.status == 200 and resp.json["status"] == "cancelled", resp.text
