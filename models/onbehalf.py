@@ -19,8 +19,10 @@ class DeskRegistration(Model):
     the worker loses the role, so a later re-grant brings no old relation back."""
 
     id = fields.BigIntField(primary_key=True)
-    person: fields.ForeignKeyRelation[Person] = fields.ForeignKeyField(
-        "models.Person", related_name=False, on_delete=fields.CASCADE, unique=True
+    # One-to-one: the database itself refuses a second registrar (a unique FK is not
+    # created as a unique index by Tortoise, which the MySQL race test caught).
+    person: fields.OneToOneRelation[Person] = fields.OneToOneField(
+        "models.Person", related_name=False, on_delete=fields.CASCADE
     )
     worker: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name=False, on_delete=fields.CASCADE
