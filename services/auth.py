@@ -95,9 +95,22 @@ async def _stored_roles(user_id: int) -> list[str]:
 
 _ROLES_KEY = "auth:roles:"
 _RESIDENT_ONLY = frozenset({Role.resident.value})
+# Each worker keeps what it read for this long: a staff scanner sends requests back to back,
+# and a Redis GET is ~95 µs of CPU on a ~450 µs scan. A change is seen at once by the worker
+# that made it and within this bound by the others.
+ROLES_LOCAL_SECONDS = 1.0
+_local: dict[int, tuple[float, frozenset[str]]] = {}
+
+
+def _remember(user_id: int, roles: frozenset[str]) -> None:
+    if len(_local) >= 8192:
+        _local.clear()  # a bound, not an LRU: refilling costs one read per user
+    _local[user_id] = (time.monotonic() + ROLES_LOCAL_SECONDS, roles)
 
 
 async def _publish_roles(user_id: int, roles: list[str], *, only_if_absent: bool) -> None:
+    if not only_if_absent:
+        _remember(user_id, frozenset(roles))
     try:
         # SET for a change, SET NX for a fill from a read: a fill that read before a revocation
         # can't overwrite the revocation's entry.
@@ -109,15 +122,21 @@ async def _publish_roles(user_id: int, roles: list[str], *, only_if_absent: bool
 
 
 async def current_roles(user_id: int) -> frozenset[str]:
+    local = _local.get(user_id)
+    if local is not None and local[0] > time.monotonic():
+        return local[1]
     try:
         cached = await cache.redis().get(f"{_ROLES_KEY}{user_id}")
     except RedisError:
         cached = None
     if cached is not None:
-        return frozenset(str(cached).split(","))
-    roles = await _stored_roles(user_id)
-    await _publish_roles(user_id, roles, only_if_absent=True)
-    return frozenset(roles)
+        roles = frozenset(str(cached).split(","))
+    else:
+        stored = await _stored_roles(user_id)
+        await _publish_roles(user_id, stored, only_if_absent=True)
+        roles = frozenset(stored)
+    _remember(user_id, roles)
+    return roles
 
 
 async def effective_principal(principal: Principal) -> Principal:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from models.cases import HelperAssignment, HelperProfile, ProxyAuthorization
 from models.codes import GridAssignment
 from models.enterprises import Enterprise, EnterpriseAgent
 from models.users import Role
-from services import cache, seed
+from services import auth, cache, seed
 from services.codes import assign_grid_worker
 from tests.api.test_cases_api import LI, ZHANG, _resident
 from tests.conftest import Api
@@ -123,7 +125,9 @@ async def test_a_revoked_enterprise_agent_can_no_longer_act_for_the_firm(
 
 
 async def test_a_revoked_role_is_refused_on_the_old_token_even_after_a_redis_loss(
-        api: Api) -> None:
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No per-worker memory, so each request below really reads Redis or the database.
+    monkeypatch.setattr(auth, "ROLES_LOCAL_SECONDS", 0.0)
     admin = await api.login("admin-1", Role.admin)
     staff = await api.login("staff-1", Role.staff)
     assert (await staff.get("/api/v1/admin/users")).status == 200
