@@ -29,9 +29,9 @@ from models.cases import (
 )
 from models.catalogue import Hall
 from models.users import Person, Role, User, UserRole
-from services import audit, clock, jobs, pii
+from services import audit, clock, jobs, onbehalf, pii
 from services.auth import Principal
-from services.cases import TERMINAL, proxy_scopes, visible_case
+from services.cases import TERMINAL, visible_case
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.people import P_ID, P_NAME, P_PHONE
 from services.settings import get_settings
@@ -424,10 +424,9 @@ async def reveal_applicant(*, actor: Principal, case_id: int, reason: str,
         case_id=case_id, helper_id=actor.user_id, status=H.accepted
     ):
         raise not_found("办件")
-    scopes = await proxy_scopes(grantor_id=case.applicant_id,  # type: ignore[attr-defined]
-                                helper_id=actor.user_id, case_id=case.id)
-    if ProxyScope.view_personal not in scopes:
-        raise AppError(ErrorCode.proxy_authorization_required)
+    await onbehalf.may_act_for(actor, scope=ProxyScope.view_personal,
+                               user_id=case.applicant_id,  # type: ignore[attr-defined]
+                               case_id=case.id)
     person = await Person.get_or_none(id=case.person_id) if case.person_id else None  # type: ignore[attr-defined]
     if person is None:
         raise not_found("申请人")

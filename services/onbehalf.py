@@ -69,13 +69,14 @@ async def _in_grid(worker_id: int, person_id: int) -> bool:
 
 
 async def relation(actor: Principal, *, scope: ProxyScope, person_id: int | None = None,
-                   user_id: int | None = None) -> Basis | None:
+                   user_id: int | None = None, case_id: int | None = None) -> Basis | None:
     """The relation that lets ``actor`` act for the person (by person or account id) in
-    ``scope``, or None. No role check: see ``may_act_for``."""
+    ``scope``, or None; ``case_id`` also counts a consent given for that one case. No role
+    check: see ``may_act_for``."""
     if user_id is None and person_id is not None:
         user_id = await _account_of(person_id)
     if user_id is not None and user_id != actor.user_id and scope in await proxy_scopes(
-            grantor_id=user_id, helper_id=actor.user_id, case_id=None):
+            grantor_id=user_id, helper_id=actor.user_id, case_id=case_id):
         return Basis.consent
     if scope is not ProxyScope.book:
         return None
@@ -93,13 +94,14 @@ async def relation(actor: Principal, *, scope: ProxyScope, person_id: int | None
 
 
 async def may_act_for(actor: Principal, *, scope: ProxyScope, person_id: int | None = None,
-                      user_id: int | None = None) -> Basis:
+                      user_id: int | None = None, case_id: int | None = None) -> Basis:
     """The one rule for acting in someone else's name: the role for the scope, and a relation.
     Refuses with ``on_behalf_not_permitted`` (bookings) or ``proxy_authorization_required``
     (case scopes), the same answer whichever part is missing."""
     if not actor.has(*_ROLES_FOR.get(scope, _PROXY_ROLES)):
         raise _refusal(scope)
-    basis = await relation(actor, scope=scope, person_id=person_id, user_id=user_id)
+    basis = await relation(actor, scope=scope, person_id=person_id, user_id=user_id,
+                           case_id=case_id)
     if basis is None:
         raise _refusal(scope)
     return basis
