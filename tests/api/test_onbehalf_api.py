@@ -224,3 +224,20 @@ async def test_the_booking_worker_changes_it_only_while_the_relation_holds(api: 
     assert moved.json["id"] in [a["id"] for a in mine]
     resp = await wang.post(f"/api/v1/appointments/{moved.json['id']}/cancel")
     assert resp.status == 200 and resp.json["status"] == "cancelled", resp.text
+
+
+async def test_a_grid_relation_covers_bookings_not_the_residents_cases(api: Api) -> None:
+    await catalogue()
+    home = await _plate("D-T-0001", COMMUNITY)
+    await _lives_at(home, ZHANG)
+    zhang = await _resident(api, "zhang", ZHANG)
+    admin = await api.login("admin-1", Role.admin)
+    worker = await api.login("worker-a", Role.community_worker)
+    await _assign(admin, worker.user_id, COMMUNITY)
+    case = {"item_code": "MZ-004", "hall_code": "H-XF-000", "applicant_user_id": zhang.user_id}
+    resp = await worker.post("/api/v1/cases", json=case)
+    assert resp.status == 403 and resp.json["error"]["code"] == "proxy_authorization_required"
+    await zhang.post("/api/v1/proxy-authorizations",
+                     json={"helper_user_id": worker.user_id, "scopes": ["apply"]})
+    resp = await worker.post("/api/v1/cases", json=case)
+    assert resp.status == 201, resp.text
