@@ -121,6 +121,22 @@ async def _publish_roles(user_id: int, roles: list[str], *, only_if_absent: bool
         log.warning("could not publish roles", extra={"user_id": user_id})
 
 
+async def publish_roles_change(user: User) -> list[str]:
+    """After a grant or revocation commits. Unlike a fill, this write is part of the promise:
+    if it is lost, Redis keeps the old set and other workers honour a revoked role until the
+    entry expires. So a failure is a 503 (the change itself stays committed) and the admin's
+    retry, which changes nothing more, publishes again."""
+    roles = await _stored_roles(user.id)
+    _remember(user.id, frozenset(roles))
+    try:
+        await cache.redis().set(f"{_ROLES_KEY}{user.id}", ",".join(roles),
+                                ex=get_settings().access_ttl_seconds)
+    except RedisError as exc:
+        raise AppError(ErrorCode.unavailable,
+                       "角色已变更，但暂未同步到所有服务节点，请重试") from exc
+    return roles
+
+
 async def current_roles(user_id: int) -> frozenset[str]:
     local = _local.get(user_id)
     if local is not None and local[0] > time.monotonic():

@@ -11,7 +11,7 @@ from tortoise.transactions import in_transaction
 from models.enterprises import EnterpriseAgent
 from models.users import Role, User, UserRole
 from services import helpers, onbehalf
-from services.auth import Principal, roles_of
+from services.auth import Principal, publish_roles_change
 from services.errors import AppError, ErrorCode, forbidden, not_found
 
 
@@ -41,7 +41,7 @@ async def grant_role(*, actor: Principal, user_id: int, role: str) -> list[str]:
     with contextlib.suppress(IntegrityError):
         await UserRole.get_or_create(user=user, role=parsed,
                                      defaults={"granted_by_id": actor.user_id})
-    return await roles_of(user)
+    return await publish_roles_change(user)
 
 
 async def revoke_role(*, actor: Principal, user_id: int, role: str) -> list[str]:
@@ -61,9 +61,9 @@ async def revoke_role(*, actor: Principal, user_id: int, role: str) -> list[str]
                                                                                   flat=True)}
         # In the same transaction as the role: a power must not outlive it by a crash.
         ended = await _end_powers(user_id, parsed, remaining)
-    roles = await roles_of(user)  # published at once: the old token loses the role now
     await ended.after_commit()
-    return roles
+    # Published at once: a token issued before now loses the role on its next request.
+    return await publish_roles_change(user)
 
 
 @dataclass
@@ -96,5 +96,4 @@ async def bootstrap_admin(*, openid: str) -> User:
     Run from the command line by an operator; never reachable over HTTP."""
     user, _ = await User.get_or_create(openid=openid)
     await UserRole.get_or_create(user=user, role=Role.admin)
-    await roles_of(user)  # publishes the new set (services.auth.effective_principal)
     return user

@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from models.cases import HelperAssignment, HelperProfile, ProxyAuthorization
 from models.codes import GridAssignment
 from models.enterprises import Enterprise, EnterpriseAgent
-from models.users import Role
-from services import auth, cache, seed
+from models.users import Role, UserRole
+from services import auth, cache, seed, users
 from services.codes import assign_grid_worker
 from tests.api.test_cases_api import LI, ZHANG, _resident
 from tests.conftest import Api
@@ -148,3 +149,34 @@ async def test_a_revoked_role_is_refused_on_the_old_token_even_after_a_redis_los
     assert (await api.get("/api/v1/admin/users", token=token)).status == 403
     # Someone else's roles are untouched by the revocation.
     assert (await admin.get("/api/v1/admin/users")).status == 200
+
+
+async def test_a_revocation_redis_did_not_hear_of_is_a_503_and_the_retry_publishes_it(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth, "ROLES_LOCAL_SECONDS", 0.0)
+    admin = await api.login("admin-1", Role.admin)
+    staff = await api.login("staff-1", Role.staff)
+    assert (await staff.get("/api/v1/admin/users")).status == 200  # Redis says staff
+    live = cache.redis()
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    # Redis is unreachable while the revocation publishes (and only then).
+    real_publish = auth.publish_roles_change
+
+    async def publish_without_redis(user: Any) -> list[str]:
+        monkeypatch.setattr(cache, "redis", lambda: dead)
+        try:
+            return await real_publish(user)
+        finally:
+            monkeypatch.setattr(cache, "redis", lambda: live)
+
+    monkeypatch.setattr(users, "publish_roles_change", publish_without_redis)
+    resp = await admin.delete(f"/api/v1/admin/users/{staff.user_id}/roles/staff")
+    await dead.aclose()
+    assert resp.status == 503 and resp.json["error"]["code"] == "unavailable", resp.text
+    # The revocation is committed, but Redis still says staff: the admin is told to retry...
+    assert not await UserRole.exists(user_id=staff.user_id, role=Role.staff)
+    monkeypatch.setattr(users, "publish_roles_change", real_publish)
+    retry = await admin.delete(f"/api/v1/admin/users/{staff.user_id}/roles/staff")
+    assert retry.status == 200 and "staff" not in retry.json["roles"]
+    # ... and the retry closed the old token.
+    assert (await staff.get("/api/v1/admin/users")).status == 403
