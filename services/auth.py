@@ -88,7 +88,7 @@ async def _stored_roles(user_id: int) -> list[str]:
 # An access token names its roles for up to 15 minutes. Any token naming more than "resident"
 # is checked against the roles the account holds now: a role revoked since is dropped from
 # the principal before any route or service sees it. The current set is read from Redis
-# (written on every grant, revocation and token issue; one GET per privileged request) and,
+# (written on every grant, revocation and token issue; kept by each worker for a second) and,
 # when Redis has no entry or is unreachable, from the database, which is the truth. Residents'
 # tokens carry no power to lose and skip the check. A role *granted* after issue still arrives
 # with the next refresh: the check only ever narrows.

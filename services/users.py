@@ -61,9 +61,10 @@ async def revoke_role(*, actor: Principal, user_id: int, role: str) -> list[str]
                                                                                   flat=True)}
         # In the same transaction as the role: a power must not outlive it by a crash.
         ended = await _end_powers(user_id, parsed, remaining)
+    # Published first, at once: a token issued before now loses the role on its next request.
+    roles = await publish_roles_change(user)
     await ended.after_commit()
-    # Published at once: a token issued before now loses the role on its next request.
-    return await publish_roles_change(user)
+    return roles
 
 
 @dataclass
