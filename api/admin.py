@@ -102,14 +102,16 @@ async def list_users(_request: Request, query: UserListQuery) -> UserListOut:
 
 
 @bp.post("/users/<user_id:int>/roles")
-@endpoint(body=GrantIn, response=RolesOut, roles=[Role.admin], summary="授予角色", tag="admin")
+@endpoint(body=GrantIn, response=RolesOut, roles=[Role.admin], summary="授予角色", tag="admin",
+          errors=(503,))
 async def grant(_request: Request, user_id: int, body: GrantIn, principal: Principal) -> RolesOut:
     roles = await users.grant_role(actor=principal, user_id=user_id, role=body.role)
     return RolesOut(user_id=user_id, roles=roles)
 
 
 @bp.delete("/users/<user_id:int>/roles/<role:str>")
-@endpoint(response=RolesOut, roles=[Role.admin], summary="撤销角色", tag="admin")
+@endpoint(response=RolesOut, roles=[Role.admin], summary="撤销角色（该角色带来的权限一并终止）",
+          tag="admin", errors=(503,))
 async def revoke(_request: Request, user_id: int, role: str, principal: Principal) -> RolesOut:
     roles = await users.revoke_role(actor=principal, user_id=user_id, role=role)
     return RolesOut(user_id=user_id, roles=roles)

@@ -20,6 +20,7 @@ from api import appointments as appointments_api
 from api import cases as cases_api
 from api import codes as codes_api
 from api import feedback as feedback_api
+from api import grids as grids_api
 from api import guide as guide_api
 from api import helpers as helpers_api
 from api import identity as identity_api
@@ -33,16 +34,24 @@ from services import cache, db, jobs
 from services import wechat as wechat_service
 from services.settings import Settings, get_settings
 
-BLUEPRINTS = [health.bp, auth.bp, me.bp, admin.bp,
-              guide_api.bp, guide_api.admin_bp, map_api.bp, map_api.admin_bp,
-              policies_api.bp, policies_api.admin_bp,
-              cases_api.bp, cases_api.admin_bp, helpers_api.bp, helpers_api.proxy_bp,
-              helpers_api.admin_bp, codes_api.bp,
-              feedback_api.bp, feedback_api.admin_bp, ratings_api.bp, ratings_api.admin_bp,
-              stats_api.bp, appointments_api.bp,
-              identity_api.bp, identity_api.admin_bp,
-              messages_api.bp, messages_api.notices_bp, messages_api.admin_bp,
-              org_api.bp, org_api.admin_bp]
+# One line per domain, so a new domain's line never collides with another's in a merge.
+BLUEPRINTS = [
+    health.bp, auth.bp, me.bp, admin.bp,
+    guide_api.bp, guide_api.admin_bp,
+    map_api.bp, map_api.admin_bp,
+    policies_api.bp, policies_api.admin_bp,
+    cases_api.bp, cases_api.admin_bp,
+    helpers_api.bp, helpers_api.proxy_bp, helpers_api.admin_bp,
+    codes_api.bp,
+    feedback_api.bp, feedback_api.admin_bp,
+    ratings_api.bp, ratings_api.admin_bp,
+    stats_api.bp,
+    appointments_api.bp,
+    identity_api.bp, identity_api.admin_bp,
+    messages_api.bp, messages_api.notices_bp, messages_api.admin_bp,
+    org_api.bp, org_api.admin_bp,
+    grids_api.bp,
+]
 
 
 def build_wechat(settings: Settings) -> tuple[wechat_service.WeChat, Any]:

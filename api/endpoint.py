@@ -22,7 +22,7 @@ from sanic_ext.extensions.openapi.types import Schema
 
 from api.schemas import ErrorBody
 from models.users import Role
-from services.auth import Principal, decode_access_token
+from services.auth import Principal, decode_access_token, effective_principal
 from services.errors import AppError, ErrorCode
 
 Handler = Callable[..., Awaitable[Any]]
@@ -239,7 +239,10 @@ def endpoint(
         async def handler(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
             _check_path_params(kwargs)
             if not public:
-                principal = current_principal(request)
+                # Narrowed to the roles the account still holds: a token issued before a
+                # revocation keeps naming the role, but grants nothing with it.
+                principal = await effective_principal(current_principal(request))
+                request.ctx.principal = principal
                 if roles and not principal.has(*roles):
                     raise AppError(ErrorCode.forbidden)
                 if "principal" in params:

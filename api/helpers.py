@@ -109,9 +109,10 @@ class RevealOut(BaseModel):
 
 class GrantIn(BaseModel):
     helper_user_id: int = Field(ge=1, le=MAX_ID, description="被授权的帮办人员")
-    scopes: list[ProxyScope] = Field(min_length=1, max_length=4,
+    scopes: list[ProxyScope] = Field(min_length=1, max_length=5,
                                      description="apply 代为申请 / supplement 代为补正 / "
-                                                 "withdraw 代为撤回 / view_personal 查看个人信息")
+                                                 "withdraw 代为撤回 / view_personal 查看个人信息 / "
+                                                 "book 代为预约")
     case_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="仅限某一办件")
     days: int = Field(default=30, ge=1, le=90, description="有效天数")
 

@@ -17,4 +17,5 @@ MODEL_MODULES: list[str] = [
     "models.verification",
     "models.messages",
     "models.org",
+    "models.onbehalf",
 ]

@@ -198,6 +198,7 @@ class ProxyScope(StrEnum):
     supplement = "supplement"  # resubmit materials
     withdraw = "withdraw"
     view_personal = "view_personal"  # read unmasked personal data (audited)
+    book = "book"  # book, move and cancel appointments in the resident's name (代预约)
 
 
 class ProxyAuthorization(Model):

@@ -35,10 +35,21 @@ from models.appointments import (
     WaitlistEntry,
     WaitlistStatus,
 )
+from models.cases import ProxyScope
 from models.catalogue import Hall, ServiceItem
 from models.messages import MessageCategory
 from models.users import Person, Role, User
-from services import audit, clock, deskview, jobs, notifications, people, ratelimit, slots
+from services import (
+    audit,
+    clock,
+    deskview,
+    jobs,
+    notifications,
+    onbehalf,
+    people,
+    ratelimit,
+    slots,
+)
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.scope import hall_in_scope, scope_of
@@ -157,10 +168,10 @@ async def _account_of(person_id: int) -> int | None:
 
 async def _resolve_person(actor: Principal, on_behalf_of: OnBehalf | None) -> Person:
     if on_behalf_of is not None:
-        if not actor.has(Role.community_worker):
-            raise forbidden("仅社区工作人员可以代预约")
-        return await people.upsert_person(name=on_behalf_of.name,
-                                          id_number=on_behalf_of.id_number)
+        # Only through a recorded relation (grid, consent, desk registration): see
+        # services/onbehalf.py, which also answers every mismatch alike and limits attempts.
+        return await onbehalf.person_for_booking(actor, name=on_behalf_of.name,
+                                                 id_number=on_behalf_of.id_number)
     person = await people.person_of(actor.user_id)
     if person is None:
         raise AppError(ErrorCode.identity_required)
@@ -247,12 +258,12 @@ async def book(
 # --- reading -------------------------------------------------------------------------------
 
 
-async def _owns(actor: Principal, appt: Appointment) -> bool:
-    """The resident it is for (by account or by person) or whoever booked it."""
-    uid = actor.user_id
-    if uid in (appt.booked_by_id, appt.resident_id):  # type: ignore[attr-defined]
+async def _is_theirs(actor: Principal, appt: Appointment) -> bool:
+    """The appointment is the caller's own (their account, or their proven real-name person:
+    bookings others made for a person show only to an account that proved being them)."""
+    if actor.user_id == appt.resident_id:  # type: ignore[attr-defined]
         return True
-    mine = await verified_person_of(uid)  # others' bookings: proven only
+    mine = await verified_person_of(actor.user_id)
     return mine is not None and mine.id == appt.person_id  # type: ignore[attr-defined]
 
 
@@ -261,12 +272,19 @@ async def access_appointment(actor: Principal, appointment_id: int, *, for_chang
     """The one decision on who sees an appointment: its resident and whoever booked it, and
     staff whose scope covers its hall (services/scope.py); anyone else gets not_found.
     ``for_change`` (cancel, reschedule, the resident's check-in): the resident's side only,
-    staff reading is not enough. ``lock``: FOR UPDATE, inside the caller's transaction."""
+    staff reading is not enough, and the worker who booked it only while they still may act
+    for the person (role and relation, as when booking). ``lock``: FOR UPDATE, inside the
+    caller's transaction."""
     q = Appointment.filter(id=appointment_id)
     appt = await (q.select_for_update() if lock else q).select_related("hall", "person").first()
     if appt is None:
         raise not_found("预约")
-    if await _owns(actor, appt):
+    if await _is_theirs(actor, appt):
+        return appt
+    if actor.user_id == appt.booked_by_id:  # type: ignore[attr-defined]
+        if for_change:
+            await onbehalf.may_act_for(actor, scope=ProxyScope.book,
+                                       person_id=appt.person_id)  # type: ignore[attr-defined]
         return appt
     if not for_change and actor.is_staff and (await scope_of(actor)).covers(
             hall_id=appt.hall_id, hall_code=appt.hall.code):  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ use rotates it, and presenting a spent one again revokes its whole family (theft
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 import uuid
@@ -19,16 +20,19 @@ from functools import lru_cache
 from typing import Any
 
 import jwt
+from redis.exceptions import RedisError
 from tortoise.transactions import in_transaction
 
 from models.users import RefreshToken, Role, User, UserRole
-from services import clock, ratelimit
+from services import cache, clock, ratelimit
 from services.errors import AppError, ErrorCode
 from services.settings import get_settings
 from services.wechat import wechat
 
 ALGORITHM = "HS256"
 AUDIENCE = "xiaoqing-miniprogram"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,99 @@ def role_names(granted: Iterable[UserRole | str]) -> list[str]:
 
 
 async def roles_of(user: User) -> list[str]:
-    granted = await UserRole.filter(user=user).values_list("role", flat=True)
+    """The roles the database holds for ``user``, published for ``effective_principal``.
+    Everything that issues a token or changes a grant reads through here, so the published
+    set is overwritten with the truth at each of those moments."""
+    roles = await _stored_roles(user.id)
+    await _publish_roles(user.id, roles, only_if_absent=False)
+    return roles
+
+
+async def _stored_roles(user_id: int) -> list[str]:
+    granted = await UserRole.filter(user_id=user_id).values_list("role", flat=True)
     return role_names(str(role) for role in granted)
+
+
+# --- roles of a token issued before a revocation ----------------------------------------------
+#
+# An access token names its roles for up to 15 minutes. Any token naming more than "resident"
+# is checked against the roles the account holds now: a role revoked since is dropped from
+# the principal before any route or service sees it. The current set is read from Redis
+# (written on every grant, revocation and token issue; kept by each worker for a second) and,
+# when Redis has no entry or is unreachable, from the database, which is the truth. Residents'
+# tokens carry no power to lose and skip the check. A role *granted* after issue still arrives
+# with the next refresh: the check only ever narrows.
+
+_ROLES_KEY = "auth:roles:"
+_RESIDENT_ONLY = frozenset({Role.resident.value})
+# Each worker keeps what it read for this long: a staff scanner sends requests back to back,
+# and a Redis GET is ~95 µs of CPU on a ~450 µs scan. A change is seen at once by the worker
+# that made it and within this bound by the others.
+ROLES_LOCAL_SECONDS = 1.0
+_local: dict[int, tuple[float, frozenset[str]]] = {}
+
+
+def _remember(user_id: int, roles: frozenset[str]) -> None:
+    if len(_local) >= 8192:
+        _local.clear()  # a bound, not an LRU: refilling costs one read per user
+    _local[user_id] = (time.monotonic() + ROLES_LOCAL_SECONDS, roles)
+
+
+async def _publish_roles(user_id: int, roles: list[str], *, only_if_absent: bool) -> None:
+    if not only_if_absent:
+        _remember(user_id, frozenset(roles))
+    try:
+        # SET for a change, SET NX for a fill from a read: a fill that read before a revocation
+        # can't overwrite the revocation's entry.
+        await cache.redis().set(f"{_ROLES_KEY}{user_id}", ",".join(roles),
+                                ex=get_settings().access_ttl_seconds, nx=only_if_absent)
+    except RedisError:
+        # The database stays the truth; the next check reads it.
+        log.warning("could not publish roles", extra={"user_id": user_id})
+
+
+async def publish_roles_change(user: User) -> list[str]:
+    """After a grant or revocation commits. Unlike a fill, this write is part of the promise:
+    if it is lost, Redis keeps the old set and other workers honour a revoked role until the
+    entry expires. So a failure is a 503 (the change itself stays committed) and the admin's
+    retry, which changes nothing more, publishes again."""
+    roles = await _stored_roles(user.id)
+    _remember(user.id, frozenset(roles))
+    try:
+        await cache.redis().set(f"{_ROLES_KEY}{user.id}", ",".join(roles),
+                                ex=get_settings().access_ttl_seconds)
+    except RedisError as exc:
+        raise AppError(ErrorCode.unavailable,
+                       "角色已变更，但暂未同步到所有服务节点，请重试") from exc
+    return roles
+
+
+async def current_roles(user_id: int) -> frozenset[str]:
+    local = _local.get(user_id)
+    if local is not None and local[0] > time.monotonic():
+        return local[1]
+    try:
+        cached = await cache.redis().get(f"{_ROLES_KEY}{user_id}")
+    except RedisError:
+        cached = None
+    if cached is not None:
+        roles = frozenset(str(cached).split(","))
+    else:
+        stored = await _stored_roles(user_id)
+        await _publish_roles(user_id, stored, only_if_absent=True)
+        roles = frozenset(stored)
+    _remember(user_id, roles)
+    return roles
+
+
+async def effective_principal(principal: Principal) -> Principal:
+    """``principal`` without the roles its account no longer holds."""
+    if principal.roles <= _RESIDENT_ONLY:
+        return principal
+    current = await current_roles(principal.user_id)
+    if principal.roles <= current:
+        return principal
+    return Principal(user_id=principal.user_id, roles=principal.roles & current)
 
 
 def issue_access_token(user: User, roles: list[str]) -> str:

@@ -348,12 +348,12 @@ async def open_case(
     kind = ActorKind.applicant
     applicant_id = actor.user_id
     if applicant_user_id is not None and applicant_user_id != actor.user_id:
-        # Filing in someone else's name needs their recorded authorisation; checked before
-        # looking the user up so an id without one reveals nothing.
-        scopes = await proxy_scopes(grantor_id=applicant_user_id, helper_id=actor.user_id,
-                                    case_id=None)
-        if ProxyScope.apply not in scopes:
-            raise AppError(ErrorCode.proxy_authorization_required)
+        # Filing in someone else's name needs their recorded authorisation (and the proxy
+        # role); checked before looking the user up so an id without one reveals nothing.
+        # Imported here: services.onbehalf reads this module's proxy_scopes.
+        from services import onbehalf
+
+        await onbehalf.may_act_for(actor, scope=ProxyScope.apply, user_id=applicant_user_id)
         kind = ActorKind.helper
         applicant_id = applicant_user_id
     applicant = await User.get_or_none(id=applicant_id, is_active=True)

@@ -75,6 +75,10 @@ class ErrorCode(Enum):
     identity_desk_conflict = (409, "无法在窗口完成绑定，请本人通过人脸核身认证")
     org_conflict = (409, "组织机构中已有相同的记录")
     org_in_use = (409, "仍有下级或人员，不能删除")
+    # One answer for every on-behalf refusal (no relation, or name and ID number don't match),
+    # so the answer never tells whether a name fits a registered ID number.
+    on_behalf_not_permitted = (403, "无法代办：须为您网格内的居民、居民本人已授权或由您登记，"
+                                    "且姓名与身份证号一致")
 
     @property
     def status(self) -> int:

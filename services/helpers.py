@@ -31,9 +31,9 @@ from models.cases import (
 from models.catalogue import Hall
 from models.org import Membership, Position
 from models.users import Person, Role, User, UserRole
-from services import audit, clock, jobs, notifications, pii
+from services import audit, clock, jobs, notifications, onbehalf, pii
 from services.auth import Principal
-from services.cases import TERMINAL, access_case, proxy_scopes
+from services.cases import TERMINAL, access_case
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.people import P_ID, P_NAME, P_PHONE
 from services.scope import scope_of
@@ -403,15 +403,48 @@ async def grant_proxy(*, actor: Principal, helper_user_id: int, scopes: list[Pro
     await require_verified(actor)  # only the proven person may hand out powers over them
     if helper_user_id == actor.user_id:
         raise AppError(ErrorCode.validation_failed, fields={"helper_user_id": "不能授权给自己"})
-    if not await UserRole.exists(user_id=helper_user_id, role__in=HELPER_ROLES):
-        raise not_found("帮办人员")
     if case_id is not None and not await Case.exists(id=case_id, applicant_id=actor.user_id):
         raise not_found("办件")
-    return await ProxyAuthorization.create(
-        grantor_id=actor.user_id, helper_id=helper_user_id,
-        scope={"scopes": sorted({str(s) for s in scopes})}, case_id=case_id,
-        expires_at=clock.now() + timedelta(days=days),
-    )
+    async with in_transaction():
+        # The helper's account row, as a role revocation takes it: a grant can't slip in
+        # between the revocation's check and its end of the helper's authorisations.
+        helper = await User.select_for_update().get_or_none(id=helper_user_id)
+        if helper is None or not await UserRole.exists(user_id=helper_user_id,
+                                                       role__in=HELPER_ROLES):
+            raise not_found("帮办人员")
+        return await ProxyAuthorization.create(
+            grantor_id=actor.user_id, helper_id=helper_user_id,
+            scope={"scopes": sorted({str(s) for s in scopes})}, case_id=case_id,
+            expires_at=clock.now() + timedelta(days=days),
+        )
+
+
+async def end_helper_powers(user_id: int) -> list[int]:
+    """A proxy who lost the role (inside the caller's transaction): the authorisations they
+    hold are revoked, they go off duty, and their open assignments are withdrawn. Returns the
+    cases to offer to someone else after commit."""
+    now = clock.now()
+    await ProxyAuthorization.filter(helper_id=user_id, revoked_at=None).update(revoked_at=now)
+    await HelperProfile.filter(user_id=user_id).update(on_duty=False)
+    open_ = await HelperAssignment.filter(helper_id=user_id, status__in=ACTIVE_ASSIGNMENT)
+    for a in open_:
+        await HelperAssignment.filter(id=a.id).update(status=H.transferred, active_case_id=None,
+                                                      responded_at=now)
+        case = await Case.get(id=a.case_id)  # type: ignore[attr-defined]
+        await CaseEvent.create(case_id=case.id, actor_id=None, actor_kind="system",
+                               action="helper_role_revoked", from_status=case.status,
+                               to_status=case.status, note="帮办人员角色已撤销，另行派单")
+    return [int(a.case_id) for a in open_]  # type: ignore[attr-defined]
+
+
+async def after_helper_powers_ended(case_ids: list[int]) -> None:
+    """Offer the withdrawn cases now; the offer sweep (``expire_offers``) is the durable path
+    that picks up any case this misses."""
+    for case_id in case_ids:
+        try:
+            await assign(case_id=case_id)
+        except Exception:
+            log.exception("re-offer after role revocation failed", extra={"case_id": case_id})
 
 
 async def my_grants(*, actor: Principal) -> list[ProxyAuthorization]:
@@ -450,10 +483,9 @@ async def reveal_applicant(*, actor: Principal, case_id: int, reason: str,
         case_id=case_id, helper_id=actor.user_id, status=H.accepted
     ):
         raise not_found("办件")
-    scopes = await proxy_scopes(grantor_id=case.applicant_id,  # type: ignore[attr-defined]
-                                helper_id=actor.user_id, case_id=case.id)
-    if ProxyScope.view_personal not in scopes:
-        raise AppError(ErrorCode.proxy_authorization_required)
+    await onbehalf.may_act_for(actor, scope=ProxyScope.view_personal,
+                               user_id=case.applicant_id,  # type: ignore[attr-defined]
+                               case_id=case.id)
     person = await Person.get_or_none(id=case.person_id) if case.person_id else None  # type: ignore[attr-defined]
     if person is None:
         raise not_found("申请人")

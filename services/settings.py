@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     # parameters: the notice's title and a short text.
     sms_templates: dict[str, str] = Field(default_factory=dict)
     sms_daily_limit: int = 5
+    # 代办: attempts to name a person on someone's behalf, per worker and per ID number, so
+    # neither one worker nor many together can walk a list of ID numbers or names.
+    on_behalf_worker_rate_limit: int = 30
+    on_behalf_id_rate_limit: int = 10
+    on_behalf_rate_window_seconds: int = 3600
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

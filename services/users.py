@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
+from models.enterprises import EnterpriseAgent
 from models.users import Role, User, UserRole
-from services.auth import Principal, roles_of
+from services import helpers, onbehalf
+from services.auth import Principal, publish_roles_change
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.verification import require_verified
 
@@ -41,7 +45,7 @@ async def grant_role(*, actor: Principal, user_id: int, role: str) -> list[str]:
     with contextlib.suppress(IntegrityError):
         await UserRole.get_or_create(user=user, role=parsed,
                                      defaults={"granted_by_id": actor.user_id})
-    return await roles_of(user)
+    return await publish_roles_change(user)
 
 
 async def revoke_role(*, actor: Principal, user_id: int, role: str) -> list[str]:
@@ -52,8 +56,44 @@ async def revoke_role(*, actor: Principal, user_id: int, role: str) -> list[str]
         # Keeps at least the acting admin: a city must not lock itself out by a mis-tap.
         raise AppError(ErrorCode.conflict, "不能撤销自己的管理员角色")
     user = await get_user(user_id)
-    await UserRole.filter(user=user, role=parsed).delete()
-    return await roles_of(user)
+    async with in_transaction():
+        # The account row first: a resident's grant to this worker running meanwhile waits,
+        # then finds the role gone (helpers.grant_proxy takes the same lock).
+        await User.select_for_update().get(id=user_id)
+        await UserRole.filter(user=user, role=parsed).delete()
+        remaining = {str(r) for r in await UserRole.filter(user=user).values_list("role",
+                                                                                  flat=True)}
+        # In the same transaction as the role: a power must not outlive it by a crash.
+        ended = await _end_powers(user_id, parsed, remaining)
+    # Published first, at once: a token issued before now loses the role on its next request.
+    roles = await publish_roles_change(user)
+    await ended.after_commit()
+    return roles
+
+
+@dataclass
+class _Ended:
+    grids: list[tuple[str, str]] = field(default_factory=list)
+    cases: list[int] = field(default_factory=list)
+
+    async def after_commit(self) -> None:
+        await onbehalf.after_worker_relations_ended(self.grids)
+        await helpers.after_helper_powers_ended(self.cases)
+
+
+async def _end_powers(user_id: int, role: Role, remaining: set[str]) -> _Ended:
+    """Every stored relation that came with ``role``: grids and desk registrations of a
+    community worker; proxy authorisations held, duty and open assignments of a proxy (once
+    neither proxy role is left); the enterprises an agent acted for."""
+    ended = _Ended()
+    if role is Role.community_worker:
+        ended.grids = await onbehalf.end_worker_relations(user_id)
+    if role in helpers.HELPER_ROLES and remaining.isdisjoint(str(r) for r in
+                                                             helpers.HELPER_ROLES):
+        ended.cases = await helpers.end_helper_powers(user_id)
+    if role is Role.enterprise_agent:
+        await EnterpriseAgent.filter(user_id=user_id).delete()
+    return ended
 
 
 async def bootstrap_admin(*, openid: str) -> User:

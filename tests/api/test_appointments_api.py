@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from models.appointments import Appointment
+from models.codes import DoorPlate, Household
 from models.users import Role
-from services import clock
+from services import clock, people
+from services.codes import assign_grid_worker
 from services.errors import ErrorCode
 from services.settings import get_settings
 from tests.unit.test_appointments_common import catalogue
@@ -92,6 +94,14 @@ async def test_on_behalf_booking_is_masked_and_visible_to_the_resident(
         api: Any, fake_wechat: Any) -> None:
     await catalogue()
     worker = await api.login("demo-worker", Role.community_worker)
+    # The relation: 张建国 lives at a plate in the worker's grid (tests/api/test_onbehalf_api.py
+    # has the refusals without one).
+    plate = await DoorPlate.create(code="D-T-0001", county="西峰区", street="长庆路",
+                                   community="长庆社区", address="1号", lat=35.7, lng=107.6)
+    await Household.create(doorplate=plate,
+                           person=await people.upsert_person(name=ZHANG[0], id_number=ZHANG[1]))
+    await assign_grid_worker(user_id=worker.user_id, county="西峰区", community="长庆社区",
+                             contact_name="网格员", contact_phone="0934-8212345")
     slot = (await _open_slots(worker))[0]
     resp = await worker.post("/api/v1/appointments", json={
         "slot_id": slot["id"], "item_code": ITEM,

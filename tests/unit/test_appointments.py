@@ -10,9 +10,10 @@ import pytest
 
 from models.appointments import Appointment, AppointmentStatus, Slot, WaitlistStatus
 from models.audit import AuditLog
+from models.cases import ProxyScope
 from models.notifications import Notification
 from models.users import Role, User
-from services import appointments, jobs, notifications, people, waitlist
+from services import appointments, helpers, jobs, notifications, people, waitlist
 from services.errors import AppError, ErrorCode
 from services.settings import get_settings
 from tests.unit.test_appointments_common import (
@@ -113,12 +114,13 @@ async def test_on_behalf_booking_for_a_person_without_account(clk: Clock) -> Non
     assert appt.booked_by_id == worker.user_id
     log = await AuditLog.get(subject_person_id=person.id)
     assert log.action == "appointment.book_on_behalf" and log.actor_id == worker.user_id
-    # A wrong name for a known ID number is refused, nothing is booked.
+    # A wrong name for a known ID number is refused with the answer any refusal gets (no
+    # hint that the number is registered under another name), nothing is booked.
     slot2 = await make_slot(at(MON, 10))
     with pytest.raises(AppError) as e:
         await appointments.book(actor=worker, slot_id=slot2.id, item_code=ITEM,
                                 on_behalf_of=appointments.OnBehalf(name="王二", id_number=idn))
-    assert e.value.code is ErrorCode.validation_failed
+    assert e.value.code is ErrorCode.on_behalf_not_permitted
     assert await _counted(slot2) == (0, 0)
 
 
@@ -131,6 +133,9 @@ async def test_on_behalf_for_a_resident_with_account_shows_in_their_list_and_not
     await notifications.record_subscription(user_id=zhang.user_id,
                                             template="appointment_booked", accepted=True)
     worker = await account(Role.community_worker)
+    # The relation: 张建国 lets this worker book for him.
+    await helpers.grant_proxy(actor=zhang, helper_user_id=worker.user_id,
+                              scopes=[ProxyScope.book], days=30)
     idn = await _plain_id(zhang_user.person.id)
     appt = await appointments.book(actor=worker, slot_id=slot.id, item_code=ITEM,
                                    on_behalf_of=appointments.OnBehalf(name="张建国",
