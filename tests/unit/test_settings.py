@@ -34,9 +34,10 @@ def test_production_with_real_secrets_starts():
     assert s.env == "production"
 
 
-def test_malformed_data_key_is_refused_everywhere():
+def test_malformed_data_key_is_refused_everywhere(tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
-        Settings(env="development", data_key="short")
+        Settings(env="development", data_key="short",
+                 dev_secrets_file=str(tmp_path / "dev-secrets.json"))
 
 
 # --- refused starts don't leak, development makes its own secrets ---------------------------
