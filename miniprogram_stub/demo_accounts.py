@@ -32,8 +32,12 @@ GRID = {"county": "西峰区", "community": "长庆社区", "contact_name": "长
 async def seed(appid: str) -> None:
     platform = FakeWeChatPlatform(appid=appid)
     for code, (roles, id_number) in ACCOUNTS.items():
-        user, _ = await User.get_or_create(openid=platform.openid_for(code),
-                                           defaults={"nickname": code})
+        user, created = await User.get_or_create(openid=platform.openid_for(code),
+                                                 defaults={"nickname": code})
+        if not created:
+            # Set up once: an admin may since have revoked a role or ended a grid assignment,
+            # and seeding again on the next start must not hand it back.
+            continue
         for role in roles:
             await UserRole.get_or_create(user=user, role=role)
         if id_number and user.person_id is None:  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from models.codes import DoorPlate, Household
+from models.codes import DoorPlate, ElectronicLicence, Household
 from models.enterprises import Enterprise
 from models.users import Person
 from services import codes, people
@@ -125,8 +125,10 @@ def _d(value: str | None) -> date | None:
 
 
 async def seed_codes(data: dict[str, Any]) -> None:
+    # Only what is missing (see services/seed.py): staff may have corrected a plate's address
+    # or re-issued a licence since.
     for p in data.get("doorplates", []):
-        await DoorPlate.update_or_create(
+        await DoorPlate.get_or_create(
             code=p["code"],
             defaults={"county": p["county"], "street": p["street"], "community": p["community"],
                       "address": p["address"], "lat": p["lat"], "lng": p["lng"]})
@@ -135,6 +137,8 @@ async def seed_codes(data: dict[str, Any]) -> None:
         if person is None:
             continue
         for lic in lics:
+            if await ElectronicLicence.exists(person_id=person.id, kind=lic["kind"]):
+                continue
             await codes.grant_licence(
                 person_id=person.id, kind=lic["kind"], title=lic["title"],
                 number_masked=lic["number_masked"], issuer=lic["issuer"],
@@ -143,6 +147,8 @@ async def seed_codes(data: dict[str, Any]) -> None:
     for ent in await Enterprise.all():
         extra = [_CATERING] if ent.industry == "catering" else []
         for lic in [*_ENTERPRISE_LICENCES, *extra]:
+            if await ElectronicLicence.exists(enterprise_id=ent.id, kind=lic["kind"]):
+                continue
             number = ent.uscc if lic["kind"] == "business_licence" else f"{ent.uscc[:8]}****"
             await codes.grant_licence(
                 enterprise_id=ent.id, kind=lic["kind"], title=lic["title"],
@@ -155,5 +161,5 @@ async def seed_codes(data: dict[str, Any]) -> None:
     for id_number, relation in _HOUSEHOLDS:
         person = await Person.get_or_none(id_number_hash=people.id_lookup_hash(id_number))
         if person is not None:
-            await Household.update_or_create(doorplate=plate, person=person,
-                                             defaults={"relation": relation})
+            await Household.get_or_create(doorplate=plate, person=person,
+                                          defaults={"relation": relation})
