@@ -150,11 +150,13 @@ class Settings(BaseSettings):
             self.data_key = made["data_key"]
 
     def _has_dev_data(self) -> bool:
-        """Is there a development database already, encrypted with the old placeholder key?"""
-        if not self.database_url.startswith("sqlite://"):
-            return False
-        path = Path(self.database_url.removeprefix("sqlite://"))
-        return path.is_file() and path.stat().st_size > 0
+        """Is there a development database already, encrypted with the old placeholder key?
+        The configured SQLite file, or any beside the secrets file: the journeys' servers run
+        on a throwaway database but share ``var/`` with ``make run``'s."""
+        candidates = list(Path(self.dev_secrets_file).parent.glob("*.sqlite3"))
+        if self.database_url.startswith("sqlite://"):
+            candidates.append(Path(self.database_url.removeprefix("sqlite://")))
+        return any(p.is_file() and p.stat().st_size > 0 for p in candidates)
 
     def data_key_bytes(self) -> bytes:
         try:

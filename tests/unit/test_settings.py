@@ -115,6 +115,12 @@ def test_existing_development_data_keeps_its_key(tmp_path: Path) -> None:
     stored = json.loads((tmp_path / "dev-secrets.json").read_text())
     assert stored["legacy_data_key"] is True
 
+    # Also when this process runs on another database (the journeys' throwaway one) but the
+    # secrets are shared with the old one beside them.
+    elsewhere = Settings(env="development", database_url=f"sqlite://{tmp_path}/other/x.sqlite3",
+                         dev_secrets_file=str(tmp_path / "dev-secrets-2.json"))
+    assert elsewhere.data_key == settings_module._PLACEHOLDER_DATA_KEY
+
 
 def test_refused_start_exits_non_zero_without_the_secret(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("XQ_")}
