@@ -135,3 +135,12 @@ def test_refused_start_exits_non_zero_without_the_secret(tmp_path: Path) -> None
     assert done.returncode != 0, output
     assert "refused to start" in output and "XQ_JWT_SECRET" in output
     assert not _leaks(output) and "real-secret" not in output
+
+
+def test_manage_refuses_with_a_config_exit_code(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XQ_")}
+    env.update({"XQ_ENV": "production", "XQ_JWT_SECRET": "short", "XQ_DATA_KEY": REAL_KEY})
+    done = subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 78, done.stdout + done.stderr
+    assert "XQ_JWT_SECRET" in done.stderr and not _leaks(done.stdout + done.stderr)
