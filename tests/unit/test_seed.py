@@ -40,6 +40,9 @@ async def test_staff_edits_survive_a_second_seed(api: Any) -> None:
     await DoorPlate.filter(id=plate.id).update(address="更正后的地址")
     person = await Person.first()
     await Person.filter(id=person.id).update(tags=[])
+    firms = [e for e in await Enterprise.all() if "tech_sme" in (e.tags or [])]
+    assert firms  # the demo tags one on the first seed
+    await Enterprise.filter(id=firms[0].id).update(tags=[])
 
     await seed.run()
 
@@ -51,6 +54,7 @@ async def test_staff_edits_survive_a_second_seed(api: Any) -> None:
     assert await Bundle.filter(description="工作人员改的说明").exists()
     assert (await DoorPlate.get(id=plate.id)).address == "更正后的地址"
     assert (await Person.get(id=person.id)).tags == []
+    assert (await Enterprise.get(id=firms[0].id)).tags == []
 
 
 async def test_revoked_demo_role_stays_revoked() -> None:
