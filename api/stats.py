@@ -22,9 +22,9 @@ class StatsQuery(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     start: Day | None = Field(default=None, alias="from",
-                               description="开始日期 YYYY-MM-DD（含），默认结束日期前29天")
+                              description="开始日期 YYYY-MM-DD（含），默认结束日期前29天")
     end: Day | None = Field(default=None, alias="to",
-                             description="结束日期 YYYY-MM-DD（含），默认今天")
+                            description="结束日期 YYYY-MM-DD（含），默认今天")
     group_by: Literal["hall", "department"] = Field(default="hall", description="按大厅或部门分组")
 
 
