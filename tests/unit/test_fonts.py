@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image, ImageChops, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from models.codes import DoorPlate
 from services import codes, doorplates, fonts
@@ -45,22 +45,34 @@ def test_labels_draw_real_glyphs_not_tofu(monkeypatch: pytest.MonkeyPatch) -> No
     assert fonts.missing_glyphs(latin, "长庆") == {"长", "庆"}
 
 
+def _address_line(png: bytes) -> Image.Image:
+    """The strip of the first cell where the address line goes (under the plate code)."""
+    top = doorplates.MARGIN + doorplates.QR_SIZE + 32
+    return Image.open(io.BytesIO(png)).convert("L").crop(
+        (doorplates.MARGIN, top, doorplates.MARGIN + doorplates.CELL_W, top + 20))
+
+
 def test_sheet_labels_are_chinese(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fonts, "_SYSTEM_CJK", ())
     plate = DoorPlate(code="D-XF-0009", county="西峰区", street="北街街道", community="长庆社区",
                       address="长庆路99号", lat=35.7, lng=107.6)
     qr = codes.IssuedQr(token="L" + "z" * 20, content=codes.code_url("L" + "z" * 20),
                         expires_at=None)
+    monkeypatch.setattr(fonts, "_SYSTEM_CJK", ())
     sheet = doorplates.render_sheet([(plate, qr)])
     assert sheet.cjk_labels
-    # The address line is there: the label strip under the code holds ink beyond the plate
-    # code's own line, and it matches the address drawn alone with the same font.
-    img = Image.open(io.BytesIO(sheet.png)).convert("L")
-    label_box = (doorplates.MARGIN, doorplates.MARGIN + doorplates.QR_SIZE + 28,
-                 doorplates.MARGIN + doorplates.CELL_W,
-                 doorplates.MARGIN + doorplates.QR_SIZE + doorplates.LABEL_H)
-    strip = img.crop(label_box)
-    assert ImageChops.invert(strip).getbbox() is not None  # something is written there
     small, _ = fonts.cjk_font(14)
-    text = f"{plate.community} {plate.address}"
-    assert fonts.missing_glyphs(small, text) == set()
+    assert fonts.missing_glyphs(small, f"{plate.community} {plate.address}") == set()
+    # The address line is really drawn: ink where it goes, the same ink as the text drawn
+    # alone with the bundled font.
+    line = _address_line(sheet.png)
+    assert ImageChops.invert(line).getbbox() is not None
+    alone = Image.new("L", line.size, 255)
+    ImageDraw.Draw(alone).text((doorplates.CELL_W // 2, 0), f"{plate.community} {plate.address}",
+                               fill=0, font=small, anchor="ma")
+    assert ImageChops.difference(line, alone).getbbox() is None
+
+    # Without a CJK font (the old behaviour on this machine) that line stays blank.
+    monkeypatch.setattr(fonts, "_candidates", lambda: ())
+    fallback = doorplates.render_sheet([(plate, qr)])
+    assert not fallback.cjk_labels
+    assert ImageChops.invert(_address_line(fallback.png)).getbbox() is None
