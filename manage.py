@@ -13,7 +13,7 @@ import sys
 from tortoise import Tortoise
 
 from services import db
-from services.settings import get_settings
+from services.settings import SettingsError, get_settings
 
 
 async def migrate() -> None:
@@ -88,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     boot = sub.add_parser("bootstrap-admin", help="make the account with this openid an admin")
     boot.add_argument("openid")
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except SettingsError as exc:
+        # The message names variables, never values; no traceback to dig a value out of.
+        print(f"refused: {exc}", file=sys.stderr)
+        return 78  # EX_CONFIG
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "migrate":
         asyncio.run(migrate())
     elif args.command == "check-migrations":

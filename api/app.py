@@ -32,7 +32,7 @@ from api import ratings as ratings_api
 from api import stats as stats_api
 from services import cache, db, jobs
 from services import wechat as wechat_service
-from services.settings import Settings, get_settings
+from services.settings import Settings, SettingsError, get_settings
 
 # One line per domain, so a new domain's line never collides with another's in a merge.
 BLUEPRINTS = [
@@ -82,7 +82,13 @@ def create_app(
     """Sanic's CLI calls the factory with its parsed arguments, hence the ignored positional.
     ``manage_resources=False`` leaves opening the ORM and Redis to the caller (tests own them,
     so an in-process client restarting the app never reopens or wipes them)."""
-    settings = settings or get_settings()
+    if settings is None:
+        try:
+            settings = get_settings()
+        except SettingsError as exc:
+            # SystemExit, not the error itself: Sanic's CLI logs a ValueError from the factory
+            # and exits 0, so a supervisor would think the refused start went fine.
+            raise SystemExit(f"小庆帮办 refused to start: {exc}") from None
     config = Config()
     config.FALLBACK_ERROR_FORMAT = "json"
     config.REQUEST_MAX_SIZE = 2 * 1024 * 1024

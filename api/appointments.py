@@ -10,6 +10,7 @@ from sanic.response import HTTPResponse, json
 
 from api.endpoint import endpoint
 from api.observability import request_id
+from api.schemas import Day
 from models.appointments import (
     Appointment,
     AppointmentStatus,
@@ -29,7 +30,6 @@ bp = Blueprint("appointments", url_prefix="/api/v1")
 
 MAX_ID = 2**53
 CODE = r"^[A-Za-z0-9_-]+$"
-MIN_DAY, MAX_DAY = dt.date(2000, 1, 1), dt.date(2099, 12, 31)
 
 
 def _id(value: int, what: str) -> int:
@@ -43,7 +43,7 @@ def _id(value: int, what: str) -> int:
 
 
 class SlotQuery(BaseModel):
-    date: dt.date = Field(ge=MIN_DAY, le=MAX_DAY, description="日期 YYYY-MM-DD（北京时间）")
+    date: Day = Field(description="日期 YYYY-MM-DD（北京时间）")
     window_kind: WindowKind | None = Field(default=None, description="窗口类型")
     item_code: str | None = Field(default=None, min_length=1, max_length=32, pattern=CODE,
                                   description="要办的事项，按其办理窗口筛选时段")
@@ -157,7 +157,7 @@ class AppointmentListOut(BaseModel):
 
 
 class HallDayQuery(BaseModel):
-    date: dt.date = Field(ge=MIN_DAY, le=MAX_DAY, description="日期 YYYY-MM-DD（北京时间）")
+    date: Day = Field(description="日期 YYYY-MM-DD（北京时间）")
 
 
 class HallCodeOut(BaseModel):

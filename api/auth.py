@@ -43,7 +43,8 @@ async def _out(pair: auth.TokenPair) -> TokenOut:
 
 
 @bp.post("/wechat-login")
-@endpoint(body=WechatLoginIn, response=TokenOut, public=True, errors=(401, 403, 503),
+@endpoint(body=WechatLoginIn, response=TokenOut, public=True, no_store=True,
+          errors=(401, 403, 503),
           summary="微信登录（wx.login code 换取令牌）", tag="auth")
 async def wechat_login(request: Request, body: WechatLoginIn) -> TokenOut:
     pair = await auth.login_with_wechat(code=body.code, client_ip=request.client_ip or "-")
@@ -51,7 +52,7 @@ async def wechat_login(request: Request, body: WechatLoginIn) -> TokenOut:
 
 
 @bp.post("/refresh")
-@endpoint(body=RefreshIn, response=TokenOut, public=True, errors=(401, 403),
+@endpoint(body=RefreshIn, response=TokenOut, public=True, no_store=True, errors=(401, 403),
           summary="刷新令牌（轮换；旧令牌重放将吊销整个会话族）", tag="auth")
 async def refresh(_request: Request, body: RefreshIn) -> TokenOut:
     return await _out(await auth.refresh(refresh_token=body.refresh_token))

@@ -229,8 +229,16 @@ def endpoint(
     summary: str | None = None,
     tag: str | None = None,
     errors: Sequence[int] = (),
+    no_store: bool | None = None,
 ) -> Callable[[Handler], Handler]:
-    """``roles``: any one of them admits the caller (None: any signed-in user)."""
+    """``roles``: any one of them admits the caller (None: any signed-in user).
+
+    ``no_store``: answer ``Cache-Control: no-store``. Default: every signed-in route (what a
+    user sees is theirs: tokens such as check-in codes, revealed personal data, their own
+    records), and no public one, which stays cacheable. A public route that hands out tokens
+    (login, refresh) sets it."""
+    store_header = {"Cache-Control": "no-store"} if (not public if no_store is None
+                                                     else no_store) else None
 
     def decorate(fn: Handler) -> Handler:
         params = inspect.signature(fn).parameters
@@ -253,12 +261,14 @@ def endpoint(
                 kwargs["query"] = _parse_query(request, query)
             result = await fn(request, *args, **kwargs)
             if isinstance(result, HTTPResponse):
+                if store_header:
+                    result.headers.update(store_header)
                 return result
             if isinstance(result, BaseModel):
                 # One pass in pydantic's Rust core: half the cost of dump-then-json.dumps.
                 return HTTPResponse(result.model_dump_json(), status=status,
-                                    content_type="application/json")
-            return json(result, status=status)
+                                    content_type="application/json", headers=store_header)
+            return json(result, status=status, headers=store_header)
 
         responses = []
         if response is not None:

@@ -40,6 +40,9 @@ class SubmitIn(BaseModel):
                                   description="相关大厅编码")
     item_code: str | None = Field(default=None, min_length=1, max_length=32,
                                   description="相关事项编码")
+    publish: bool = Field(
+        default=True,
+        description="是否同意在公开栏展示（展示时隐去身份证号、电话、银行卡号等）；false 不公开")
 
     model_config = {"extra": "forbid"}
 
@@ -65,7 +68,8 @@ class FeedbackOut(BaseModel):
     status: Status
     moderation: ModerationName = Field(
         description="内容安全：passed 通过 / review 待人工审核 / approved 审核公开 / hidden 不公开")
-    is_public: bool
+    is_public: bool = Field(description="内容审核允许公开")
+    publish: bool = Field(description="居民同意公开；is_public 与 publish 均为 true 才出现在公开栏")
     due_at: datetime = Field(description="办理时限（工作日）")
     overdue: bool
     reply: str | None
@@ -135,6 +139,12 @@ class StaffQuery(MineQuery):
     overdue: bool | None = Field(default=None, description="true 只看超期未办")
 
 
+class FeedbackPublicationIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    publish: bool = Field(description="true 同意在公开栏展示；false 从公开栏撤回")
+
+
 class AnswerIn(BaseModel):
     satisfied: bool = Field(description="是否满意；答复后作答即办结")
     note: str = Field(default="", max_length=500)
@@ -178,7 +188,8 @@ def _out_fields(fb: Feedback) -> dict[str, object]:
         "item_code": fb.item_code, "department": fb.department,
         "handler_id": fb.handler_id,  # type: ignore[attr-defined]
         "status": fb.status.value, "moderation": fb.moderation.value, "is_public": fb.is_public,
-        "due_at": clock.local(fb.due_at), "overdue": service.is_overdue(fb, now=now),
+        "publish": fb.publish, "due_at": clock.local(fb.due_at),
+        "overdue": service.is_overdue(fb, now=now),
         "reply": fb.reply,
         "replied_at": clock.local(fb.replied_at) if fb.replied_at else None,
         "reopen_count": fb.reopen_count,
@@ -232,7 +243,8 @@ async def submit(request: Request, body: SubmitIn, principal: Principal) -> HTTP
     async def action() -> tuple[int, object]:
         fb = await service.submit(
             actor=principal, kind=FeedbackKind(body.kind), text=body.text, photos=body.photos,
-            case_id=body.case_id, hall_code=body.hall_code, item_code=body.item_code)
+            case_id=body.case_id, hall_code=body.hall_code, item_code=body.item_code,
+            publish=body.publish)
         out = await _detail(await service.get_own(actor=principal, feedback_id=fb.id))
         return 201, out.model_dump(mode="json")
 
@@ -260,11 +272,16 @@ async def public(_request: Request, query: PublicQuery) -> PublicListOut:
         kind=FeedbackKind(query.kind) if query.kind else None, cursor=query.cursor,
         limit=query.limit)
     return PublicListOut(
-        feedback=[PublicFeedbackOut(
-            id=f.id, kind=f.kind.value, kind_label=service.KIND_LABELS[f.kind], text=f.text,
-            hall_name=f.hall.name if f.hall else None, status=f.status.value, reply=f.reply,
-            created_at=clock.local(f.created_at)) for f in rows[: query.limit]],
+        feedback=[_public_out(f) for f in rows[: query.limit]],
         next_cursor=_next(rows, query.limit))
+
+
+def _public_out(f: Feedback) -> PublicFeedbackOut:
+    shown = service.public_copy(f)
+    return PublicFeedbackOut(
+        id=f.id, kind=f.kind.value, kind_label=service.KIND_LABELS[f.kind], text=shown.text,
+        hall_name=f.hall.name if f.hall else None, status=f.status.value, reply=shown.reply,
+        created_at=clock.local(f.created_at))
 
 
 @bp.get("/<feedback_id:int>")
@@ -280,6 +297,16 @@ async def satisfaction(_request: Request, feedback_id: int, body: AnswerIn,
                        principal: Principal) -> FeedbackDetailOut:
     fb = await service.answer(actor=principal, feedback_id=feedback_id,
                               satisfied=body.satisfied, note=body.note)
+    return await _detail(fb)
+
+
+@bp.put("/<feedback_id:int>/publication")
+@endpoint(body=FeedbackPublicationIn, response=FeedbackDetailOut,
+          summary="公开或从公开栏撤回本人的诉求", tag="feedback")
+async def publication(_request: Request, feedback_id: int, body: FeedbackPublicationIn,
+                      principal: Principal) -> FeedbackDetailOut:
+    fb = await service.set_publication(actor=principal, feedback_id=feedback_id,
+                                       publish=body.publish)
     return await _detail(fb)
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class ErrorDetail(BaseModel):
@@ -32,3 +33,18 @@ class Page(BaseModel):
 
 def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
+
+
+# Every date a client sends goes through this one type. Python's date reaches 9999-12-31, but a
+# day past it (the end of a range is taken exclusive, +1 day) or a zone conversion near 0001
+# overflows into a 500; and no service here has anything to say about such days anyway.
+MIN_DAY, MAX_DAY = date(2000, 1, 1), date(2099, 12, 31)
+
+
+def _within_bounds(value: date) -> date:
+    if not MIN_DAY <= value <= MAX_DAY:
+        raise ValueError(f"日期须在 {MIN_DAY.isoformat()} 至 {MAX_DAY.isoformat()} 之间")
+    return value
+
+
+Day = Annotated[date, AfterValidator(_within_bounds)]

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sanic import Blueprint, Request
 
 from api.endpoint import endpoint
+from api.schemas import Day
 from models.users import Role
 from services import clock
 from services import stats as service
@@ -20,10 +21,10 @@ bp = Blueprint("admin_stats", url_prefix="/api/v1/admin/stats")
 class StatsQuery(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    start: date | None = Field(default=None, alias="from",
-                               description="开始日期 YYYY-MM-DD（含），默认结束日期前29天")
-    end: date | None = Field(default=None, alias="to",
-                             description="结束日期 YYYY-MM-DD（含），默认今天")
+    start: Day | None = Field(default=None, alias="from",
+                              description="开始日期 YYYY-MM-DD（含），默认结束日期前29天")
+    end: Day | None = Field(default=None, alias="to",
+                            description="结束日期 YYYY-MM-DD（含），默认今天")
     group_by: Literal["hall", "department"] = Field(default="hall", description="按大厅或部门分组")
 
 

@@ -55,9 +55,15 @@ GRID = {"county": "西峰区", "community": "长庆社区", "contact_name": "长
 
 async def seed(appid: str) -> None:
     platform = FakeWeChatPlatform(appid=appid)
+    created_now: set[str] = set()
     for code, (roles, id_number) in ACCOUNTS.items():
-        user, _ = await User.get_or_create(openid=platform.openid_for(code),
-                                           defaults={"nickname": code})
+        user, created = await User.get_or_create(openid=platform.openid_for(code),
+                                                 defaults={"nickname": code})
+        if not created:
+            # Set up once: an admin may since have revoked a role, ended a grid assignment or
+            # a position, and seeding again on the next start must not hand it back.
+            continue
+        created_now.add(code)
         for role in roles:
             await UserRole.get_or_create(user=user, role=role)
         if id_number and user.person_id is None:  # type: ignore[attr-defined]
@@ -85,6 +91,8 @@ async def seed(appid: str) -> None:
             # 帮办: both demo helpers sit at the 西峰区 hall, so "ask for help" has someone.
             await ensure_profile(user_id=user.id, **DEMO_PROFILES[code])
     for code, held in POSITIONS.items():
+        if code not in created_now:
+            continue
         user = await User.get(openid=platform.openid_for(code))
         for position, unit in held:
             await _hold(user, position, unit)
@@ -125,8 +133,10 @@ async def _staff_every_hall(platform: FakeWeChatPlatform) -> None:
             continue
         for position, title in _HALL_TEAM:
             code = f"{position.value}@{hall.code}"
-            user, _ = await User.get_or_create(openid=platform.openid_for(code),
-                                               defaults={"nickname": f"{hall.name}{title}"})
+            user, created = await User.get_or_create(
+                openid=platform.openid_for(code), defaults={"nickname": f"{hall.name}{title}"})
+            if not created:
+                continue  # set up once, like the named demo accounts
             await _hold(user, position, hall.code)
             if position is Position.helper:
                 await ensure_profile(user_id=user.id, hall_code=hall.code,

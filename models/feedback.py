@@ -57,6 +57,9 @@ class Feedback(Model):
     item_code = fields.CharField(max_length=32, null=True)
     moderation = fields.CharEnumField(Moderation, max_length=16)
     is_public = fields.BooleanField(default=False)
+    # The resident's choice: false keeps the report off the public board whatever moderation
+    # says (chosen at submission, withdrawable later). Public copies are scrubbed either way.
+    publish = fields.BooleanField(default=True)
     department = fields.CharField(max_length=64, db_index=True)
     handler: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name=False, null=True, on_delete=fields.SET_NULL

@@ -39,8 +39,13 @@ def tortoise_config(database_url: str | None = None) -> dict[str, Any]:
     }
 
 
-# For Tortoise's own CLI: `tortoise -c services.db.TORTOISE_ORM migrate`.
-TORTOISE_ORM = tortoise_config()
+# For Tortoise's own CLI: `tortoise -c services.db.TORTOISE_ORM migrate`. Made on access, not
+# at import: importing the app must not read the settings, so a refused start is reported by
+# the app factory (a clean message and a non-zero exit), not as a crash inside an import.
+def __getattr__(name: str) -> Any:
+    if name == "TORTOISE_ORM":
+        return tortoise_config()
+    raise AttributeError(name)
 
 
 async def open_db(settings: Settings | None = None) -> None:

@@ -7,30 +7,17 @@ import io
 import logging
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from models.codes import DoorPlate, Household
+from models.codes import DoorPlate, ElectronicLicence, Household
 from models.enterprises import Enterprise
 from models.users import Person
-from services import codes, people
+from services import codes, fonts, people
 from services.codes import IssuedQr
-from services.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-# Where a CJK font usually lives on Debian/Ubuntu/CentOS servers; settings.cjk_font_path wins.
-_CJK_CANDIDATES = (
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-    "/usr/share/fonts/wqy-microhei/wqy-microhei.ttc",
-    "/usr/share/fonts/truetype/arphic/uming.ttc",
-)
-_LATIN_CANDIDATES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",)
 
 COLUMNS = 3
 CELL_W = 360
@@ -43,30 +30,16 @@ FallbackNote = "CJK font not found: labels show plate codes only"
 @dataclass(frozen=True)
 class Sheet:
     png: bytes
-    cjk_labels: bool  # False: no CJK font here, labels fell back to the ASCII plate code
+    cjk_labels: bool  # False only if the bundled CJK font is missing: ASCII plate codes only
     count: int
-
-
-def _font(size: int) -> tuple[ImageFont.FreeTypeFont | ImageFont.ImageFont, bool]:
-    configured = get_settings().cjk_font_path
-    for path in ((configured,) if configured else ()) + _CJK_CANDIDATES:
-        if path and Path(path).is_file():
-            try:
-                return ImageFont.truetype(path, size), True
-            except OSError:
-                continue
-    for path in _LATIN_CANDIDATES:
-        if Path(path).is_file():
-            return ImageFont.truetype(path, size), False
-    return ImageFont.load_default(), False
 
 
 def render_sheet(entries: list[tuple[DoorPlate, IssuedQr]]) -> Sheet:
     """One PNG: codes in a grid, each with its plate code and (when a CJK font exists) the
     address under it. Without a CJK font the label is the plate code alone, and the sheet's
     footer says so, because a printed sheet of tofu boxes would be worse than no address."""
-    font, cjk = _font(20)
-    small, _ = _font(14)
+    font, cjk = fonts.cjk_font(20)
+    small, _ = fonts.cjk_font(14)
     if not cjk:
         log.warning("door-plate sheet without CJK font; labels fall back to plate codes")
     rows = max(1, (len(entries) + COLUMNS - 1) // COLUMNS)
@@ -125,8 +98,10 @@ def _d(value: str | None) -> date | None:
 
 
 async def seed_codes(data: dict[str, Any]) -> None:
+    # Only what is missing (see services/seed.py): staff may have corrected a plate's address
+    # or re-issued a licence since.
     for p in data.get("doorplates", []):
-        await DoorPlate.update_or_create(
+        await DoorPlate.get_or_create(
             code=p["code"],
             defaults={"county": p["county"], "street": p["street"], "community": p["community"],
                       "address": p["address"], "lat": p["lat"], "lng": p["lng"]})
@@ -135,6 +110,8 @@ async def seed_codes(data: dict[str, Any]) -> None:
         if person is None:
             continue
         for lic in lics:
+            if await ElectronicLicence.exists(person_id=person.id, kind=lic["kind"]):
+                continue
             await codes.grant_licence(
                 person_id=person.id, kind=lic["kind"], title=lic["title"],
                 number_masked=lic["number_masked"], issuer=lic["issuer"],
@@ -143,6 +120,8 @@ async def seed_codes(data: dict[str, Any]) -> None:
     for ent in await Enterprise.all():
         extra = [_CATERING] if ent.industry == "catering" else []
         for lic in [*_ENTERPRISE_LICENCES, *extra]:
+            if await ElectronicLicence.exists(enterprise_id=ent.id, kind=lic["kind"]):
+                continue
             number = ent.uscc if lic["kind"] == "business_licence" else f"{ent.uscc[:8]}****"
             await codes.grant_licence(
                 enterprise_id=ent.id, kind=lic["kind"], title=lic["title"],
@@ -155,5 +134,5 @@ async def seed_codes(data: dict[str, Any]) -> None:
     for id_number, relation in _HOUSEHOLDS:
         person = await Person.get_or_none(id_number_hash=people.id_lookup_hash(id_number))
         if person is not None:
-            await Household.update_or_create(doorplate=plate, person=person,
-                                             defaults={"relation": relation})
+            await Household.get_or_create(doorplate=plate, person=person,
+                                          defaults={"relation": relation})

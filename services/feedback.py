@@ -29,6 +29,7 @@ from services import clock, jobs, notifications, ratelimit
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.scope import scope_of
+from services.scrub import scrub_public
 from services.settings import get_settings
 from services.workcalendar import add_working_days
 
@@ -109,6 +110,7 @@ async def submit(
     case_id: int | None = None,
     hall_code: str | None = None,
     item_code: str | None = None,
+    publish: bool = True,
 ) -> Feedback:
     text = text.strip()
     if not text:
@@ -125,7 +127,7 @@ async def submit(
         fb = await Feedback.create(
             user_id=actor.user_id, kind=kind, text=text, photos={"refs": photos},
             case_id=subject.case_id, hall=subject.hall, item_code=subject.item_code,
-            moderation=moderation, is_public=moderation is Moderation.passed,
+            moderation=moderation, is_public=moderation is Moderation.passed, publish=publish,
             department=subject.department, status=FeedbackStatus.submitted,
             due_at=add_working_days(now, due_days(kind)),
         )
@@ -178,12 +180,42 @@ async def list_mine(*, actor: Principal, cursor: int | None, limit: int) -> list
 async def list_public(
     *, kind: FeedbackKind | None, cursor: int | None, limit: int
 ) -> list[Feedback]:
-    qs = Feedback.filter(is_public=True).select_related("hall").order_by("-id")
+    """The board: what moderation let through and the resident agreed to show. Render it
+    through ``public_copy``, never the raw fields."""
+    qs = Feedback.filter(is_public=True, publish=True).select_related("hall").order_by("-id")
     if kind is not None:
         qs = qs.filter(kind=kind)
     if cursor:
         qs = qs.filter(id__lt=cursor)
     return await qs.limit(limit + 1)
+
+
+@dataclass(frozen=True)
+class PublicCopy:
+    text: str
+    reply: str | None
+
+
+def public_copy(fb: Feedback) -> PublicCopy:
+    """What the public board may show of a report: text and reply with ID numbers, phones,
+    cards and e-mail addresses masked. The stored report keeps the original for its handler."""
+    return PublicCopy(text=scrub_public(fb.text),
+                      reply=scrub_public(fb.reply) if fb.reply is not None else None)
+
+
+async def set_publication(*, actor: Principal, feedback_id: int, publish: bool) -> Feedback:
+    """The resident shows or withdraws their own report on the public board. Only the owner:
+    staff decide moderation, not the resident's consent."""
+    fb = await get_own(actor=actor, feedback_id=feedback_id)
+    if fb.publish == publish:
+        return fb  # a repeated click changes nothing and records nothing
+    async with in_transaction():
+        await Feedback.filter(id=fb.id).update(publish=publish, version=F("version") + 1,
+                                               updated_at=clock.now())
+        await FeedbackEvent.create(feedback_id=fb.id, actor_id=actor.user_id,
+                                   action="published" if publish else "unpublished",
+                                   note="居民同意公开" if publish else "居民撤回公开")
+    return await get_own(actor=actor, feedback_id=feedback_id)
 
 
 async def list_for_staff(

@@ -318,12 +318,14 @@ ORG_FILE = Path(__file__).resolve().parent.parent / "seed" / "qingyang_org.json"
 async def seed_org(data: dict[str, Any]) -> None:
     """The demo organisation (``seed/qingyang_org.json``): regions, departments, and each
     seeded hall's region. Idempotent. People's positions are the demo accounts' business
-    (``miniprogram_stub/demo_accounts.py``): the seed creates no accounts."""
+    (``miniprogram_stub/demo_accounts.py``): the seed creates no accounts. Like every seeder
+    it only adds what is missing and never overwrites what an admin changed."""
     org = data.get("organisation") or json.loads(ORG_FILE.read_text(encoding="utf-8"))
     for r in org["regions"]:  # parents come first in the file
         parent = await Region.get(code=r["parent"]) if r["parent"] else None
         path = f"{parent.path if parent else '/'}{r['code']}/"
-        await Region.update_or_create(
+        # get_or_create: only what is missing, an admin's rename survives the next start.
+        await Region.get_or_create(
             code=r["code"], defaults={"name": r["name"], "level": RegionLevel(r["level"]),
                                       "parent": parent, "path": path})
     for d in org["departments"]:
@@ -331,5 +333,5 @@ async def seed_org(data: dict[str, Any]) -> None:
         await Department.get_or_create(region=region, name=d["name"])
     for hall_code, region_code in org["hall_regions"].items():
         region = await Region.get(code=region_code)
-        await Hall.filter(code=hall_code).update(region_id=region.id)
+        await Hall.filter(code=hall_code, region_id=None).update(region_id=region.id)
     await scope.changed()

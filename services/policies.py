@@ -341,6 +341,7 @@ async def seed_policies(data: dict[str, Any]) -> None:
     """Demo policies, already published (seeding never messages anyone). Existing policies are
     left as staff last saved them. Enterprises whose demo facts imply a tag get it."""
     now = clock.now()
+    created = False
     for p in data.get("policies", []):
         p = {"theme": _DEMO_THEMES.get(p["code"], ""), **p}
         if await Policy.exists(code=p["code"]):
@@ -352,8 +353,11 @@ async def seed_policies(data: dict[str, Any]) -> None:
                 theme=p.get("theme", ""), audience=audience,
                 criteria=parse_criteria(audience, p.get("criteria", {})),
                 summary=p.get("summary", ""), status=PolicyStatus.published, published_at=now)
+            created = True
         except IntegrityError:
             continue  # seeded concurrently
+    if not created:
+        return  # tagged when the demo policies first arrived; staff may have untagged since
     for ent in await Enterprise.filter(industry__in=["software"]):
         # A small software firm in the demo is the 科技型中小企业 the P-008 example targets.
         if ent.size in ("micro", "small", "medium") and "tech_sme" not in (ent.tags or []):

@@ -1,6 +1,10 @@
 """Loads the project's demo data (``seed/qingyang_demo.json``) idempotently.
 
 Each domain contributes one seeder; running the loader twice changes nothing the second time.
+Seeders only create what is missing and never write over a row that exists: ``make run`` seeds
+on every start, and staff edits (a hall's hours, an item's guide, a revoked role) must survive
+a restart. So: ``get_or_create``, never ``update_or_create``, in every seeder. To bring the
+demo data back as shipped, delete ``var/`` (``make clean``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from models.catalogue import Bundle, Hall, ServiceItem, ServicePoint, Window
 from models.enterprises import Enterprise
+from models.users import Person
 from services import doorplates, guide, guided_flows, org, people, policies, slots
 
 log = logging.getLogger(__name__)
@@ -30,9 +35,12 @@ def load_demo_data(path: Path = DEMO_FILE) -> dict[str, Any]:
 
 async def seed_people(data: dict[str, Any]) -> None:
     for p in data.get("persons", []):
-        await people.upsert_person(name=p["name"], id_number=p["id_number"], tags=p.get("tags"))
+        # upsert_person would add the demo tags back to a person staff had edited.
+        if not await Person.exists(id_number_hash=people.id_lookup_hash(p["id_number"])):
+            await people.upsert_person(name=p["name"], id_number=p["id_number"],
+                                       tags=p.get("tags"))
     for e in data.get("enterprises", []):
-        await Enterprise.update_or_create(
+        await Enterprise.get_or_create(
             uscc=e["uscc"],
             defaults={"name": e["name"], "industry": e.get("industry", ""),
                       "size": e.get("size", ""), "county": e.get("county", ""),
@@ -42,7 +50,7 @@ async def seed_people(data: dict[str, Any]) -> None:
 
 async def seed_catalogue(data: dict[str, Any]) -> None:
     for h in data.get("halls", []):
-        hall, _ = await Hall.update_or_create(
+        hall, _ = await Hall.get_or_create(
             code=h["code"],
             defaults={"name": h["name"], "level": h["level"], "county": h["county"],
                       "address": h.get("address", ""), "lat": h["lat"], "lng": h["lng"],
@@ -50,16 +58,16 @@ async def seed_catalogue(data: dict[str, Any]) -> None:
                       "self_service_24h": bool(h.get("self_service_24h"))},
         )
         for w in h.get("windows", []):
-            await Window.update_or_create(hall=hall, kind=w["kind"], defaults={"name": w["name"]})
+            await Window.get_or_create(hall=hall, kind=w["kind"], defaults={"name": w["name"]})
     for sp in data.get("service_points", []):
-        await ServicePoint.update_or_create(
+        await ServicePoint.get_or_create(
             code=sp["code"],
             defaults={"name": sp["name"], "county": sp["county"], "kind": sp.get("kind", ""),
                       "lat": sp["lat"], "lng": sp["lng"],
                       "hours": hours_value(sp.get("hours", "24h"))},
         )
     for it in data.get("items", []):
-        await ServiceItem.update_or_create(
+        await ServiceItem.get_or_create(
             code=it["code"],
             defaults={
                 "name": it["name"], "department": it["department"], "kind": it["kind"],
@@ -79,7 +87,7 @@ async def seed_catalogue(data: dict[str, Any]) -> None:
             },
         )
     for b in data.get("bundles", []):
-        await Bundle.update_or_create(
+        await Bundle.get_or_create(
             code=b["code"],
             defaults={"name": b["name"], "subject": b["subject"], "item_codes": b["items"],
                       "description": b.get("description", "")},

@@ -4,24 +4,42 @@ Defaults give a zero-setup laptop run: an SQLite file under ``var/``, an in-proc
 stand-in and the in-process WeChat stub. Outside development and test the service refuses
 to start while a secret still has its placeholder value, so a forgotten variable in
 production is a crash at boot, not a forgeable token.
+
+In development an unset ``XQ_JWT_SECRET`` / ``XQ_DATA_KEY`` is not the public placeholder but a
+random value made once and kept in ``var/dev-secrets.json`` (mode 0600), so a laptop run
+can't be forged into by anyone who read this file. Errors about settings never echo a value:
+a refused start must not print a neighbouring secret into a log.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
+import os
+import secrets
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER = "change-me-development-only-not-a-secret"
 _PLACEHOLDER_DATA_KEY = base64.urlsafe_b64encode(b"change-me-change-me-change-me-32").decode()
 
 
+class SettingsError(RuntimeError):
+    """The environment can't make a valid ``Settings``. The message names variables and what
+    is wrong with them, never their values. Not a ValueError: Sanic's CLI swallows those and
+    exits 0."""
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="XQ_", extra="ignore")
+    # hide_input_in_errors: pydantic would otherwise print every input (secrets included) in
+    # a validation error, and the whole environment for a model-level one.
+    model_config = SettingsConfigDict(env_prefix="XQ_", extra="ignore",
+                                      hide_input_in_errors=True)
 
     env: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite://var/xiaoqing.sqlite3"
@@ -80,6 +98,9 @@ class Settings(BaseSettings):
     scan_rate_limit: int = 60
     scan_rate_window_seconds: int = 60
     cjk_font_path: str = ""
+    # Where development keeps the secrets it made up (relative to the working directory, like
+    # the default SQLite file).
+    dev_secrets_file: str = "var/dev-secrets.json"
     seed_demo_data: bool = True
     run_background_jobs: bool = True
     log_requests: bool = True
@@ -146,6 +167,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
+        if self.env == "development":
+            self._fill_development_secrets()
         key = self.data_key_bytes()  # also validates shape in every environment
         if self.env in ("development", "test"):
             return self
@@ -166,6 +189,26 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(problems))
         return self
 
+    def _fill_development_secrets(self) -> None:
+        unset_jwt = self.jwt_secret == PLACEHOLDER
+        unset_key = self.data_key == _PLACEHOLDER_DATA_KEY
+        if not (unset_jwt or unset_key):
+            return
+        made = _development_secrets(Path(self.dev_secrets_file), self._has_dev_data())
+        if unset_jwt:
+            self.jwt_secret = made["jwt_secret"]
+        if unset_key:
+            self.data_key = made["data_key"]
+
+    def _has_dev_data(self) -> bool:
+        """Is there a development database already, encrypted with the old placeholder key?
+        The configured SQLite file, or any beside the secrets file: the journeys' servers run
+        on a throwaway database but share ``var/`` with ``make run``'s."""
+        candidates = list(Path(self.dev_secrets_file).parent.glob("*.sqlite3"))
+        if self.database_url.startswith("sqlite://"):
+            candidates.append(Path(self.database_url.removeprefix("sqlite://")))
+        return any(p.is_file() and p.stat().st_size > 0 for p in candidates)
+
     def data_key_bytes(self) -> bytes:
         try:
             key = base64.urlsafe_b64decode(self.data_key.encode())
@@ -176,6 +219,49 @@ class Settings(BaseSettings):
         return key
 
 
+def _development_secrets(path: Path, keep_legacy_data_key: bool) -> dict[str, str]:
+    """The development secrets in ``path``, made on first use. Several workers starting at once
+    agree: the file appears whole (written aside, then hard-linked into place, which fails if
+    another worker won) and everyone reads the winner's.
+
+    The data key is random too, unless a development database from before this file existed is
+    there: its names and ID numbers are encrypted with the old placeholder key, so that key is
+    written down instead (``"legacy_data_key": true``) and the data stays readable. Delete
+    ``var/`` (``make clean``) to start over with a random key."""
+    if not path.exists():
+        made = {"jwt_secret": secrets.token_urlsafe(48),
+                "data_key": (_PLACEHOLDER_DATA_KEY if keep_legacy_data_key
+                             else base64.urlsafe_b64encode(os.urandom(32)).decode())}
+        body = {**made, "legacy_data_key": keep_legacy_data_key,
+                "note": "development only; made by services/settings.py, never commit"}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(body, f, indent=1)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another worker made it first: theirs is the one
+        finally:
+            tmp.unlink()
+    stored: dict[str, str] = json.loads(path.read_text())
+    return stored
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """What is wrong with which variable, without any value."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        name = "_".join(str(p) for p in err["loc"]).upper()
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"XQ_{name}: {msg}" if name else msg)
+    return "; ".join(parts)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(f"invalid settings: {describe_errors(exc)}") from None

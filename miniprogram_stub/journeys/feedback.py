@@ -13,7 +13,8 @@ async def journey_complain_reply_satisfied(j: Journeys) -> None:
                     json={"template": "feedback_reply", "accepted": True})
     fb = await zhao.call("POST", "/api/v1/feedback", expect=201, json={
         "kind": "complaint", "hall_code": "H-XF-000",
-        "text": "周六上午去西峰区政务服务中心，综合窗口只开了一个，排队一个半小时",
+        "text": "周六上午去西峰区政务服务中心，综合窗口只开了一个，排队一个半小时，"
+                "请回电 139-1234-5678",
         "photos": ["https://img.example.cn/queue.jpg"]})
     fid = fb["id"]
     assert fb["status"] == "submitted" and fb["department"] == "西峰区政务服务中心", fb
@@ -38,6 +39,15 @@ async def journey_complain_reply_satisfied(j: Journeys) -> None:
     closed = await zhao.call("POST", f"/api/v1/feedback/{fid}/satisfaction",
                              json={"satisfied": True, "note": "答复及时"})
     assert closed["status"] == "closed" and closed["close_reason"] == "satisfied", closed
+    # The public board shows it with the phone number masked; the resident can take it down.
+    board = await zhao.call("GET", "/api/v1/feedback/public", params={"limit": 100})
+    [shown] = [f for f in board["feedback"] if f["id"] == fid]
+    assert "139-****-5678" in shown["text"] and "1234" not in shown["text"], shown
+    hidden = await zhao.call("PUT", f"/api/v1/feedback/{fid}/publication",
+                             json={"publish": False})
+    assert hidden["publish"] is False, hidden
+    board = await zhao.call("GET", "/api/v1/feedback/public", params={"limit": 100})
+    assert all(f["id"] != fid for f in board["feedback"]), board
 
 
 async def journey_rate_an_approved_case(j: Journeys) -> None:

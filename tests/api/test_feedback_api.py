@@ -204,3 +204,72 @@ async def test_daily_limit(api: Any, monkeypatch: Any) -> None:
     codes = [(await _complain(me)).status for _ in range(3)]
     assert codes == [201, 201, 429]
     assert await Feedback.all().count() == 2
+
+
+# --- personal data on the public board ------------------------------------------------------
+
+PERSONAL = ("我的身份证号621002194103050316，手机13812345678，座机0934-8212345，"
+            "卡号6222021234567890123，邮箱zhang.san@qq.com，窗口让我跑了三次")
+
+
+async def test_public_board_masks_personal_data_and_handler_sees_original(
+        api: Any, fake_wechat: Any) -> None:
+    me = await api.login("resident-pii")
+    staff = await api.login("clerk-pii", Role.staff)
+    fb = (await _complain(me, text=PERSONAL)).json
+    reply = await staff.post(f"/api/v1/admin/feedback/{fb['id']}/reply",
+                             json={"text": "已联系您的手机13812345678，请携带身份证办理"})
+    assert reply.status == 200, reply.text
+
+    public = (await api.get("/api/v1/feedback/public")).json["feedback"]
+    assert [f["id"] for f in public] == [fb["id"]]
+    shown = public[0]["text"] + public[0]["reply"]
+    for secret in ("621002194103050316", "13812345678", "8212345", "6222021234567890123",
+                   "zhang.san@"):
+        assert secret not in shown, secret
+    assert "6210**********0316" in shown and "138****5678" in shown
+    assert "窗口让我跑了三次" in shown  # the complaint itself still reads
+    # The handler and the resident keep what was typed.
+    staff_view = (await staff.get(f"/api/v1/admin/feedback/{fb['id']}")).json
+    assert staff_view["text"] == PERSONAL
+    assert (await me.get(f"/api/v1/feedback/{fb['id']}")).json["text"] == PERSONAL
+
+
+async def test_resident_may_keep_a_report_off_the_board(api: Any, fake_wechat: Any) -> None:
+    me = await api.login("resident-private")
+    fb = (await _complain(me, publish=False)).json
+    assert fb["publish"] is False and fb["is_public"] is True
+    assert (await api.get("/api/v1/feedback/public")).json["feedback"] == []
+
+
+async def test_resident_withdraws_and_republishes(api: Any, fake_wechat: Any) -> None:
+    me = await api.login("resident-withdraw")
+    fb = (await _complain(me)).json
+    assert fb["publish"] is True
+    assert len((await api.get("/api/v1/feedback/public")).json["feedback"]) == 1
+
+    out = await me.put(f"/api/v1/feedback/{fb['id']}/publication", json={"publish": False})
+    assert out.status == 200, out.text
+    assert out.json["publish"] is False and out.json["events"][-1]["action"] == "unpublished"
+    assert (await api.get("/api/v1/feedback/public")).json["feedback"] == []
+    again = await me.put(f"/api/v1/feedback/{fb['id']}/publication", json={"publish": False})
+    assert again.status == 200 and len(again.json["events"]) == len(out.json["events"])
+
+    back = await me.put(f"/api/v1/feedback/{fb['id']}/publication", json={"publish": True})
+    assert back.status == 200 and back.json["publish"] is True
+    assert len((await api.get("/api/v1/feedback/public")).json["feedback"]) == 1
+
+
+async def test_only_the_resident_decides_publication(api: Any, fake_wechat: Any) -> None:
+    me = await api.login("resident-owner")
+    other = await api.login("resident-other")
+    staff = await api.login("clerk-pub", Role.staff)
+    fb = (await _complain(me)).json
+    path = f"/api/v1/feedback/{fb['id']}/publication"
+    assert (await other.put(path, json={"publish": False})).status == 404
+    assert (await staff.put(path, json={"publish": False})).status == 404
+    assert (await api.put(path, json={"publish": False})).status == 401
+    assert (await me.put(path, json={"publish": "nope"})).status == 422
+    assert (await me.put("/api/v1/feedback/999999/publication",
+                         json={"publish": False})).status == 404
+    assert len((await api.get("/api/v1/feedback/public")).json["feedback"]) == 1

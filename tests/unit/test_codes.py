@@ -17,7 +17,7 @@ from models.catalogue import Hall
 from models.codes import DoorPlate, IssuedCode, ScanLog
 from models.enterprises import Enterprise, EnterpriseAgent
 from models.users import IdentityLevel, Person, Role, User
-from services import cache, clock, codes, doorplates, people
+from services import cache, clock, codes, doorplates, fonts, people
 from services import seed as seed_service
 from services.auth import Principal
 from services.errors import AppError, ErrorCode
@@ -365,8 +365,7 @@ async def test_sheet_decodes_to_every_plate_code() -> None:
 
 
 def test_sheet_without_cjk_font_falls_back_to_ascii(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doorplates, "_CJK_CANDIDATES", ())
-    monkeypatch.setattr(get_settings(), "cjk_font_path", "")
+    monkeypatch.setattr(fonts, "_candidates", lambda: ())  # as if the bundled font were lost
     plate = DoorPlate(code="D-XF-0009", county="西峰区", street="北街街道", community="长庆社区",
                       address="长庆路99号", lat=35.7, lng=107.6)
     qr = codes.IssuedQr(token="L" + "z" * 20, content=codes.code_url("L" + "z" * 20),
