@@ -40,6 +40,7 @@ from services import audit, clock, jobs, notifications, people, pii, ratelimit
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, not_found
 from services.identity import mask_id_number, mask_name
+from services.scope import scope_of
 from services.settings import get_settings
 from services.wechat import wechat
 
@@ -304,6 +305,11 @@ async def desk_bind(*, actor: Principal, user_id: int, name: str, id_number: str
     compared the card with the face in front of them."""
     if not actor.has(Role.staff):
         raise AppError(ErrorCode.forbidden)
+    # Only someone who sits at a hall's window (clerk or manager there; an admin) sees the card
+    # and the face: a back-office approver or a supervisor never has the walk-in in front of them.
+    staff_scope = await scope_of(actor)
+    if not (staff_scope.everything or staff_scope.scanning_hall):
+        raise AppError(ErrorCode.forbidden, "窗口核验须由大厅窗口工作人员办理")
     if user_id == actor.user_id:
         # Four eyes: a clerk binding their own account to someone is exactly the squat this
         # guards against, done from inside.

@@ -10,7 +10,7 @@ from models.audit import AuditLog
 from models.notifications import Notification
 from models.users import IdentityLevel, Person, Role, User
 from models.verification import IdentityVerification, VerificationStatus
-from services import jobs, people
+from services import jobs, people, seed
 from services.identity import _id_check_char
 from services.settings import get_settings
 from tests.api.test_appointments_api import ITEM, _open_slots
@@ -376,3 +376,22 @@ async def test_polling_a_pending_finish_is_limited(api, fake_wechat):
     assert answers[:30] == [409] * 30 and answers[30] == 429
     row = await IdentityVerification.get(id=started.json["id"])
     assert row.status == VerificationStatus.pending  # polling decided nothing
+
+
+async def test_desk_verification_is_for_whoever_sits_at_a_hall_window(api, fake_wechat):
+    """The desk check stands for a clerk comparing the card with the face in front of them:
+    a clerk or manager at a hall may do it, an approver or a supervisor (no window) may not."""
+    await seed.run()
+    walk_in = await api.login("walk-in")
+    desk = "/api/v1/admin/identity/desk-verifications"
+    body = {"user_id": walk_in.user_id, "name": ZHANG[0], "id_number": ZHANG[1]}
+    approver = await api.login("approver", Role.staff, department="市民政局")
+    supervisor = await api.login("supervisor", Role.staff, region="621002")
+    for office in (approver, supervisor):
+        refused = await office.post(desk, json=body)
+        assert refused.status == 403, refused.text
+    assert (await _user(walk_in)).person is None
+    clerk = await api.login("clerk-xf", Role.staff, hall="H-XF-000")
+    resp = await clerk.post(desk, json=body)
+    assert resp.status == 201, resp.text
+    assert (await _user(walk_in)).identity_level == IdentityLevel.desk
