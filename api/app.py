@@ -17,6 +17,7 @@ from sanic.config import Config
 
 from api import admin, auth, errors, health, me, observability
 from api import appointments as appointments_api
+from api import approval as approval_api
 from api import cases as cases_api
 from api import codes as codes_api
 from api import feedback as feedback_api
@@ -51,6 +52,7 @@ BLUEPRINTS = [
     messages_api.bp, messages_api.notices_bp, messages_api.admin_bp,
     org_api.bp, org_api.admin_bp,
     grids_api.bp,
+    approval_api.bp,
 ]
 
 

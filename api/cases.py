@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from sanic import Blueprint, Request
 
 from api.endpoint import endpoint
+from models.approval import DECIDED_TASK, TASK_STATUS_LABELS
 from models.cases import Case, CaseAlertLevel, CaseStatus, HelperAssignment, SupplementRequest
 from models.users import Role
 from services import cases, clock, helpers
@@ -122,6 +123,25 @@ class HelperBrief(BaseModel):
     status: str
 
 
+class CaseDepartmentOut(BaseModel):
+    """并联审批: one approving department's progress, as the applicant sees it."""
+
+    department: str
+    status: str = Field(description="pending 待审批 / claimed 审批中 / approved / rejected / "
+                                    "returned")
+    status_label: str
+    due_at: datetime | None = Field(description="本部门办结时限")
+    decided_at: datetime | None
+    opinion: str = Field(description="审批意见（办结后可见）")
+
+
+class CaseReleaseBrief(BaseModel):
+    method: str = Field(description="window 窗口领取 / mail EMS寄递")
+    address: str = Field(description="脱敏地址")
+    tracking_no: str | None
+    released_at: datetime | None
+
+
 class CaseOut(BaseModel):
     id: int
     title: str
@@ -148,6 +168,9 @@ class CaseOut(BaseModel):
     timeline: list[TimelineEntry]
     actions: list[str] = Field(description="当前用户可执行的操作")
     created_at: datetime
+    departments: list[CaseDepartmentOut] = Field(
+        default_factory=list, description="各审批部门进度（一件事并联审批）")
+    release: CaseReleaseBrief | None = Field(default=None, description="出件方式与进度")
 
 
 class CaseSummary(BaseModel):
@@ -287,6 +310,15 @@ def case_out(view: cases.CaseView) -> CaseOut:
                                 actor_kind=e.actor_kind, note=e.note) for e in view.events],
         actions=[str(a) for a in view.actions],
         created_at=clock.local(c.created_at),
+        departments=[CaseDepartmentOut(
+            department=t.department, status=t.status,
+            status_label=TASK_STATUS_LABELS.get(t.status, t.status), due_at=_t(t.due_at),
+            decided_at=_t(t.decided_at),
+            opinion=t.opinion if t.status in DECIDED_TASK else "") for t in view.tasks],
+        release=CaseReleaseBrief(
+            method=view.release.method, address=view.release.address_masked,
+            tracking_no=view.release.tracking_no, released_at=_t(view.release.released_at),
+        ) if view.release else None,
     )
 
 

@@ -25,6 +25,8 @@ class CaseStatus(StrEnum):
     result_delivered = "result_delivered"
     closed = "closed"
     withdrawn = "withdrawn"
+    # 综窗 (issue 12, services/approval): an approver sent it back to the window with a reason.
+    returned = "returned"
 
 
 class Case(Model):

@@ -95,3 +95,70 @@ class RectificationTask(Model):
     class Meta:
         table = "rectification_tasks"
         indexes = (("status", "due_at"),)
+
+
+# --- 好差评 that reaches people (issue 12): who served, and the review of a bad rating ---------
+
+
+class ServedAs(StrEnum):
+    clerk = "clerk"  # received the case at the window / handed the result over
+    approver = "approver"  # decided a department's part of it
+    helper = "helper"  # 帮办员 who took it
+
+
+class RatingStaff(Model):
+    """A staff member the rating is about: one rating reaches everyone who served the case."""
+
+    id = fields.BigIntField(primary_key=True)
+    rating: fields.ForeignKeyRelation[Rating] = fields.ForeignKeyField(
+        "models.Rating", related_name="staff", on_delete=fields.CASCADE
+    )
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.CASCADE
+    )
+    served_as = fields.CharEnumField(ServedAs, max_length=16)
+    # Where they served (their department for an approver, else the case's), for scoped figures.
+    department = fields.CharField(max_length=64, db_index=True)
+    hall_code = fields.CharField(max_length=32, db_index=True)
+
+    class Meta:
+        table = "rating_staff"
+        unique_together = (("rating", "user", "served_as"),)
+
+
+class ReviewVerdict(StrEnum):
+    valid = "valid"  # 差评属实: counts against the staff who served
+    invalid = "invalid"  # 不属实 (恶意、与服务无关 …): does not count
+
+
+class RatingReview(Model):
+    """差评核实: a supervisor's verdict on a bad rating, and one appeal (申诉复核) by a rated staff
+    member decided by a different supervisor. The rectification task stays either way."""
+
+    id = fields.BigIntField(primary_key=True)
+    rating: fields.OneToOneRelation[Rating] = fields.OneToOneField(
+        "models.Rating", related_name="review", on_delete=fields.CASCADE
+    )
+    verdict = fields.CharEnumField(ReviewVerdict, max_length=16)
+    reason = fields.CharField(max_length=500)
+    reviewed_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    reviewed_at = fields.DatetimeField()
+    appeal_reason = fields.CharField(max_length=500, null=True)
+    appealed_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    appealed_at = fields.DatetimeField(null=True)
+    # The appeal's outcome replaces ``verdict`` for the figures once decided.
+    final_verdict = fields.CharEnumField(ReviewVerdict, max_length=16, null=True)
+    final_reason = fields.CharField(max_length=500, null=True)
+    final_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    final_at = fields.DatetimeField(null=True)
+    # Conditional updates on it: two supervisors deciding at once can't both land.
+    version = fields.IntField(default=0)
+
+    class Meta:
+        table = "rating_reviews"

@@ -13,7 +13,7 @@ the resubmission, so 补正期间不计时. While a pause is open the case has n
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -23,6 +23,7 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+from models.approval import CaseRelease, CaseTask
 from models.cases import (
     ACTIVE_ASSIGNMENT,
     Case,
@@ -61,6 +62,8 @@ class Action(StrEnum):
     close = "close"
     withdraw = "withdraw"
     reopen = "reopen"
+    # 综窗 (issue 12): an approver sends the case back to the window with a reason.
+    return_to_window = "return_to_window"
 
 
 class ActorKind(StrEnum):
@@ -96,6 +99,16 @@ TRANSITIONS: dict[tuple[CaseStatus, Action], Rule] = {
     (S.closed, Action.reopen): Rule(
         S.under_review, frozenset({ActorKind.applicant, ActorKind.staff})
     ),
+    # --- 综窗 behind the scenes (issue 12, services/approval) -------------------------------
+    # An approver sends the case back to the window (a reason is required); the window clears
+    # it up and sends it on (start_review), asks the applicant for materials, or the applicant
+    # withdraws. While returned the promised clock keeps its due time but raises no alerts.
+    (S.accepted, Action.return_to_window): Rule(S.returned, _STAFF),
+    (S.under_review, Action.return_to_window): Rule(S.returned, _STAFF),
+    (S.resubmitted, Action.return_to_window): Rule(S.returned, _STAFF),
+    (S.returned, Action.start_review): Rule(S.under_review, _STAFF),
+    (S.returned, Action.request_supplement): Rule(S.supplement_requested, _STAFF),
+    (S.returned, Action.withdraw): Rule(S.withdrawn, _APPLICANT_SIDE),
 }
 
 # What a proxy needs in the resident's authorisation to take each applicant-side action.
@@ -119,6 +132,7 @@ STATUS_LABELS: dict[CaseStatus, str] = {
     S.result_delivered: "结果已送达",
     S.closed: "已办结",
     S.withdrawn: "已撤回",
+    S.returned: "已退回窗口",
 }
 
 ACTION_LABELS: dict[Action, str] = {
@@ -132,6 +146,7 @@ ACTION_LABELS: dict[Action, str] = {
     Action.close: "办结",
     Action.withdraw: "撤回",
     Action.reopen: "重新办理",
+    Action.return_to_window: "退回窗口",
 }
 
 _ACTOR_ORDER = (ActorKind.applicant, ActorKind.helper, ActorKind.staff)
@@ -398,13 +413,40 @@ async def open_case(
 # Moving
 
 
+async def pauses_of(case: Case,
+                    conn: object | None = None) -> list[tuple[datetime, datetime | None]]:
+    """The supplement pauses since the case was (last) accepted: 补正期间不计时."""
+    q = SupplementRequest.filter(case_id=case.id, requested_at__gte=case.accepted_at)
+    rows = await (q.using_db(conn) if conn else q).order_by("requested_at")  # type: ignore[arg-type]
+    return [(r.requested_at, r.resolved_at) for r in rows]
+
+
 async def _due(case: Case, conn: object | None = None) -> datetime | None:
     if case.accepted_at is None:
         return None
-    q = SupplementRequest.filter(case_id=case.id, requested_at__gte=case.accepted_at)
-    rows = await (q.using_db(conn) if conn else q).order_by("requested_at")  # type: ignore[arg-type]
-    pauses = [(r.requested_at, r.resolved_at) for r in rows]
+    pauses = await pauses_of(case, conn)
     return workcalendar.due_with_pauses(case.accepted_at, case.promised_days, pauses)
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What a move hook sees: the case already carrying its new state (not yet written)."""
+
+    case: Case
+    action: Action
+    before: CaseStatus
+    actor: Principal
+    now: datetime
+    note: str
+    # True when services/approval decided the move itself (a task's outcome), so the hook
+    # must not send it back through the department check it already made.
+    by_approval: bool
+
+
+# Hooks run inside the move's transaction, after the table allowed it and before the row is
+# written; raising refuses the move and rolls everything back. services/approval registers
+# the back office here (route on accept, keep sub-tasks in step, decide through departments).
+MOVE_HOOKS: list[Callable[[Moved], Awaitable[None]]] = []
 
 
 # The moves a person must act on or has waited for get their own template (and, when WeChat
@@ -447,12 +489,23 @@ async def _move(
     expected_version: int | None = None,
     supplement: tuple[list[dict[str, str]], str | None] | None = None,
     reopen_reason: str | None = None,
+    by_approval: bool = False,
 ) -> Case:
     now = clock.now()
     async with in_transaction() as conn:
-        case, acc = await case_and_access(actor, case_id, lock=True)
-        rule = rule_for(case.status, action)
-        kind = allowed_kind(acc, action, rule)
+        if by_approval:
+            # services/approval already decided who may (an approver of the task's department,
+            # which for a bundle need not be the case's own department).
+            found = await Case.filter(id=case_id).select_for_update().first()
+            if found is None:
+                raise not_found("办件")
+            case = found
+            rule = rule_for(case.status, action)
+            kind = ActorKind.staff
+        else:
+            case, acc = await case_and_access(actor, case_id, lock=True)
+            rule = rule_for(case.status, action)
+            kind = allowed_kind(acc, action, rule)
         if expected_version is not None and expected_version != case.version:
             raise AppError(ErrorCode.case_changed)
         before = case.status
@@ -501,6 +554,9 @@ async def _move(
             await CaseAlert.filter(case_id=case.id).using_db(conn).delete()
         case.status = rule.to
         case.due_at = await _due(case, conn)
+        for hook in MOVE_HOOKS:
+            await hook(Moved(case=case, action=action, before=before, actor=actor, now=now,
+                             note=note, by_approval=by_approval))
         update = {
             "status": case.status, "accepted_at": case.accepted_at, "due_at": case.due_at,
             "closed_at": case.closed_at, "reopen_count": case.reopen_count,
@@ -524,6 +580,13 @@ async def _move(
     return case
 
 
+async def move_decided(*, actor: Principal, case_id: int, action: Action, note: str = "") -> Case:
+    """A move services/approval has already authorised (a department's decision on its task,
+    a release checked against the applicant's identity): the table still decides whether the
+    case can make it, and the timeline names ``actor``."""
+    return await _move(actor=actor, case_id=case_id, action=action, note=note, by_approval=True)
+
+
 async def transition(
     *,
     actor: Principal,
@@ -538,6 +601,9 @@ async def transition(
     if action is Action.reopen:
         raise AppError(ErrorCode.validation_failed, "重新办理须说明理由",
                        fields={"action": "请使用 reopen 接口"})
+    if action is Action.return_to_window and len(note.strip()) < 4:
+        raise AppError(ErrorCode.validation_failed, "退回窗口须说明理由",
+                       fields={"note": "请填写退回理由（至少4个字）"})
     return await _move(actor=actor, case_id=case_id, action=action, note=note,
                        expected_version=expected_version)
 
@@ -597,6 +663,9 @@ class CaseView:
     actions: list[Action]
     helper: HelperAssignment | None
     reopen_until: datetime | None
+    # 综窗 (issue 12): each approving department's progress, and how the result leaves.
+    tasks: list[CaseTask] = field(default_factory=list)
+    release: CaseRelease | None = None
 
 
 async def get_case(*, actor: Principal, case_id: int) -> CaseView:
@@ -616,7 +685,9 @@ async def get_case(*, actor: Principal, case_id: int) -> CaseView:
         reopen_until = case.closed_at + timedelta(days=get_settings().case_reopen_days)
     return CaseView(case=case, access=acc, events=events, supplements=sups, missing=missing,
                     actions=available_actions(case.status, acc), helper=helper,
-                    reopen_until=reopen_until)
+                    reopen_until=reopen_until,
+                    tasks=await CaseTask.filter(case_id=case.id).order_by("id"),
+                    release=await CaseRelease.get_or_none(case_id=case.id))
 
 
 async def my_cases(

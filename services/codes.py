@@ -878,6 +878,27 @@ async def scan(*, actor: Principal, content: str) -> Scanned:
                    document=_document(sc.uid, kind, sc.at, view))
 
 
+async def person_of_code(*, actor: Principal, content: str) -> int:
+    """The person a 人码 stands for, for a desk check such as handing over a result (issue 12):
+    the same signed token and the same ``code:p:`` Redis entry a scan reads, not a second
+    resolution. Logged like a scan, so the resident sees who checked their code."""
+    now = clock.now()
+    token = extract_token(content)
+    if token[0] != PERSON_PREFIX:
+        raise AppError(ErrorCode.code_unrecognised, "请出示本人的个人码")
+    nonce, _ = verify_person_token(token, now=now.timestamp())
+    entry = await cache.redis().get(f"code:p:{nonce}")
+    if entry is None:  # signature fine but Redis lost it (restart, flush): ask for a new one
+        raise AppError(ErrorCode.code_expired)
+    person_id = int(str(entry).split(_SEP, 1)[0])
+    hall = (await scope_of(actor)).scanning_hall
+    sc = _Scan(uid=_scan_uid(), actor=actor, org=(await hall_name(hall) or "") if hall else "",
+               ref=nonce[:16], at=now.isoformat())
+    await _log(sc.head(), kind=CodeKind.person.value, outcome="ok", shown=["identity"],
+               subject=("person", person_id))
+    return person_id
+
+
 async def _person_reply(verdict: str, reply: list[Any], sc: _Scan, now: datetime) -> str:
     """The person section of a staff scan, as JSON text."""
     if verdict == "expired":

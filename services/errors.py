@@ -79,6 +79,16 @@ class ErrorCode(Enum):
     # so the answer never tells whether a name fits a registered ID number.
     on_behalf_not_permitted = (403, "无法代办：须为您网格内的居民、居民本人已授权或由您登记，"
                                     "且姓名与身份证号一致")
+    # 综窗 behind the scenes and at the result window (issue 12, services/approval)
+    task_taken = (409, "该审批任务已被他人认领")
+    task_state = (409, "该审批任务当前状态不允许此操作")
+    approval_by_departments = (409, "该办件由各审批部门分别审批，请在审批任务中办理")
+    release_not_ready = (409, "办理结果尚未出具，暂不能选择领取方式")
+    release_blocked = (409, "尚有容缺材料未补齐，暂不能出件")
+    release_method = (409, "与申请人选择的出件方式不符")
+    release_required = (409, "请通过出件接口核验领取人身份或登记寄递单号")
+    pickup_wrong_person = (403, "领取人身份与申请人不符，不能领取")
+    rating_review_state = (409, "该差评的核实状态不允许此操作")
 
     @property
     def status(self) -> int:

@@ -128,6 +128,8 @@ async def _attempt(w: World, case: Case, action: Action) -> None:
                                  items=[("居民身份证", "复印件不清晰")])
     elif action is Action.reopen:
         await reopen(actor=both, case_id=case.id, reason="结果有误，申请重新办理")
+    elif action is Action.return_to_window:
+        await transition(actor=both, case_id=case.id, action=action, note="材料需要窗口核实")
     else:
         await transition(actor=both, case_id=case.id, action=action)
 

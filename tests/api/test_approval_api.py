@@ -1,0 +1,360 @@
+"""综窗 behind the scenes and at the result window over HTTP: routing to the approving
+department, its queue and scope, taking, deciding, returning to the window, a 一件事 bundle
+decided by two departments in parallel, and the hand-over to the right person only.
+
+The world: the demo catalogue and organisation; clerks at 西峰区 (H-XF-000) and 庆城县
+(H-QC-000); two approvers of 市民政局, one of 市公安局; residents 张建国 and 李秀兰."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from models.approval import CaseRelease, CaseTask, TaskStatus
+from models.catalogue import Bundle
+from models.messages import Message
+from models.cases import Case, CaseEvent
+from models.users import Role
+from services import clock, seed, window
+
+ZHANG = ("张建国", "621002194103050316")
+LI = ("李秀兰", "621021197508120426")
+XF, QC = "H-XF-000", "H-QC-000"
+
+
+@dataclass
+class World:
+    xf: Any
+    qc: Any
+    mz: Any
+    mz2: Any
+    ga: Any
+    admin: Any
+    zhang: Any
+    li: Any
+
+
+@pytest.fixture
+async def w(api: Any) -> World:
+    await seed.run()
+    zhang = await api.login("zhang")
+    await zhang.bind_identity(*ZHANG)
+    li = await api.login("li")
+    await li.bind_identity(*LI)
+    return World(
+        xf=await api.login("xf-clerk", hall=XF), qc=await api.login("qc-clerk", hall=QC),
+        mz=await api.login("mz-approver", department="市民政局"),
+        mz2=await api.login("mz-approver2", department="市民政局"),
+        ga=await api.login("ga-approver", department="市公安局"),
+        admin=await api.login("admin", Role.admin), zhang=zhang, li=li)
+
+
+async def _accepted(w: World, *, item: str | None = "MZ-004",
+                    bundle: str | None = None) -> int:
+    body = {"hall_code": XF, **({"item_code": item} if bundle is None else
+                                {"bundle_code": bundle})}
+    made = await w.zhang.post("/api/v1/cases", json=body)
+    assert made.status == 201, made.text
+    cid = int(made.json["id"])
+    ok = await w.xf.post(f"/api/v1/cases/{cid}/transitions", json={"action": "accept"})
+    assert ok.status == 200, ok.text
+    return cid
+
+
+async def _task(w: World, cid: int, department: str = "市民政局") -> int:
+    t = await CaseTask.get(case_id=cid, department=department)
+    return int(t.id)
+
+
+async def _status(cid: int) -> str:
+    return str((await Case.get(id=cid)).status)
+
+
+# ------------------------------------------------------------------ routing and scope
+
+
+async def test_an_accepted_case_waits_in_its_departments_queue_only(w: World) -> None:
+    cid = await _accepted(w)
+    tid = await _task(w, cid)
+    task = await CaseTask.get(id=tid)
+    assert task.status is TaskStatus.pending and task.hall_code == XF
+    assert task.due_at == (await Case.get(id=cid)).due_at  # one item: the case's promise
+    mine = (await w.mz.get("/api/v1/approval/tasks")).json["tasks"]
+    assert [t["id"] for t in mine] == [tid] and mine[0]["case_id"] == cid
+    # Another department, the clerks of this and another hall: nothing in their queue, and
+    # the task does not exist for them.
+    for other in (w.ga, w.xf, w.qc):
+        assert (await other.get("/api/v1/approval/tasks")).json["tasks"] == []
+        assert (await other.get(f"/api/v1/approval/tasks/{tid}")).status == 404
+        assert (await other.post(f"/api/v1/approval/tasks/{tid}/claim")).status == 404
+    # A resident is not staff at all.
+    assert (await w.zhang.get("/api/v1/approval/tasks")).status == 403
+    assert (await w.admin.get(f"/api/v1/approval/tasks/{tid}")).status == 200
+
+
+async def test_unknown_task_ids_are_404(w: World) -> None:
+    assert (await w.mz.get("/api/v1/approval/tasks/999999")).status == 404
+    assert (await w.mz.post("/api/v1/approval/tasks/999999/claim")).status == 404
+
+
+async def test_take_decide_and_nobody_takes_twice(w: World) -> None:
+    cid = await _accepted(w)
+    tid = await _task(w, cid)
+    # The clerk may not decide a routed case over the department's head.
+    refused = await w.xf.post(f"/api/v1/cases/{cid}/transitions",
+                              json={"action": "start_review"})
+    assert refused.status == 200  # sending it on is the window's; deciding is not
+    refused = await w.xf.post(f"/api/v1/cases/{cid}/transitions",
+                              json={"action": "approve", "note": "符合"})
+    assert refused.status == 409 and refused.json["error"]["code"] == "approval_by_departments"
+    # Deciding before taking is refused; taking is once.
+    early = await w.mz.post(f"/api/v1/approval/tasks/{tid}/decision",
+                            json={"approve": True, "opinion": "符合条件"})
+    assert early.status == 409 and early.json["error"]["code"] == "task_state"
+    took = await w.mz.post(f"/api/v1/approval/tasks/{tid}/claim")
+    assert took.status == 200 and took.json["status"] == "claimed"
+    again = await w.mz.post(f"/api/v1/approval/tasks/{tid}/claim")
+    assert again.status == 200  # a retry by the holder answers the same
+    second = await w.mz2.post(f"/api/v1/approval/tasks/{tid}/claim")
+    assert second.status == 409 and second.json["error"]["code"] == "task_taken"
+    not_his = await w.mz2.post(f"/api/v1/approval/tasks/{tid}/decision",
+                               json={"approve": True, "opinion": "符合条件"})
+    assert not_his.status == 409 and not_his.json["error"]["code"] == "task_taken"
+    bad = await w.mz.post(f"/api/v1/approval/tasks/{tid}/decision",
+                          json={"approve": True, "opinion": " "})
+    assert bad.status == 422
+    done = await w.mz.post(f"/api/v1/approval/tasks/{tid}/decision",
+                           json={"approve": True, "opinion": "年龄与户籍符合发放条件"})
+    assert done.status == 200 and done.json["status"] == "approved"
+    assert await _status(cid) == "approved"
+    detail = (await w.zhang.get(f"/api/v1/cases/{cid}")).json
+    assert detail["status"] == "approved"
+    assert detail["departments"] == [{
+        "department": "市民政局", "status": "approved", "status_label": "已批准",
+        "due_at": detail["departments"][0]["due_at"],
+        "decided_at": detail["departments"][0]["decided_at"],
+        "opinion": "年龄与户籍符合发放条件"}]
+    assert "市民政局：年龄与户籍符合发放条件" in [e["note"] for e in detail["timeline"]]
+    # 办理结果已出: the existing result notice reached the applicant's message centre.
+    assert await Message.filter(user_id=w.zhang.user_id, template="case_result").count() == 1
+
+
+async def test_return_to_the_window_and_send_on(w: World) -> None:
+    cid = await _accepted(w)
+    tid = await _task(w, cid)
+    short = await w.mz.post(f"/api/v1/approval/tasks/{tid}/return", json={"reason": "不清"})
+    assert short.status == 422
+    not_taken = await w.mz.post(f"/api/v1/approval/tasks/{tid}/return",
+                                json={"reason": "户籍证明页不清晰"})
+    assert not_taken.status == 409
+    await w.mz.post(f"/api/v1/approval/tasks/{tid}/claim")
+    other = await w.ga.post(f"/api/v1/approval/tasks/{tid}/return",
+                            json={"reason": "户籍证明页不清晰"})
+    assert other.status == 404
+    back = await w.mz.post(f"/api/v1/approval/tasks/{tid}/return",
+                           json={"reason": "户籍证明页不清晰，请窗口核实"})
+    assert back.status == 200 and back.json["status"] == "returned"
+    detail = (await w.xf.get(f"/api/v1/cases/{cid}")).json
+    assert detail["status"] == "returned"
+    assert detail["timeline"][-1]["note"] == "市民政局：户籍证明页不清晰，请窗口核实"
+    assert "start_review" in detail["actions"] and "request_supplement" in detail["actions"]
+    # Nothing to decide while it is at the window.
+    assert (await w.mz.get("/api/v1/approval/tasks")).json["tasks"] == []
+    resent = await w.xf.post(f"/api/v1/cases/{cid}/transitions",
+                             json={"action": "start_review", "note": "已核实原件"})
+    assert resent.status == 200 and resent.json["status"] == "under_review"
+    assert (await CaseTask.get(id=tid)).status is TaskStatus.pending
+    assert [t["id"] for t in (await w.mz.get("/api/v1/approval/tasks")).json["tasks"]] == [tid]
+
+
+async def test_a_supplement_pauses_the_departments_clock_too(w: World) -> None:
+    cid = await _accepted(w)
+    tid = await _task(w, cid)
+    assert (await CaseTask.get(id=tid)).due_at is not None
+    ask = await w.xf.post(f"/api/v1/cases/{cid}/supplement-requests",
+                          json={"items": [{"material": "居民身份证", "reason": "已过期"}]})
+    assert ask.status == 201, ask.text
+    assert (await CaseTask.get(id=tid)).due_at is None
+    await w.zhang.post(f"/api/v1/cases/{cid}/transitions", json={"action": "resubmit"})
+    assert (await CaseTask.get(id=tid)).due_at == (await Case.get(id=cid)).due_at is not None
+
+
+# ------------------------------------------------------------------ 并联审批
+
+
+async def _two_department_bundle() -> str:
+    # 高龄津贴 (市民政局, 10 working days) and 出生登记 (市公安局, 1): two departments, one case.
+    await Bundle.create(code="T-PAR", name="测试并联一件事", subject="person",
+                        item_codes=["MZ-004", "GA-005"])
+    return "T-PAR"
+
+
+async def test_a_bundle_runs_in_parallel_and_is_done_when_every_department_is(
+        w: World) -> None:
+    cid = await _accepted(w, bundle=await _two_department_bundle())
+    mz_t, ga_t = await _task(w, cid, "市民政局"), await _task(w, cid, "市公安局")
+    a, b = await CaseTask.get(id=mz_t), await CaseTask.get(id=ga_t)
+    assert (a.promised_days, b.promised_days) == (10, 1)
+    assert a.due_at is not None and b.due_at is not None and b.due_at < a.due_at
+    # Each department sees its own part only.
+    assert [t["id"] for t in (await w.mz.get("/api/v1/approval/tasks")).json["tasks"]] == [mz_t]
+    assert [t["id"] for t in (await w.ga.get("/api/v1/approval/tasks")).json["tasks"]] == [ga_t]
+    assert (await w.ga.get(f"/api/v1/approval/tasks/{mz_t}")).status == 404
+    await w.ga.post(f"/api/v1/approval/tasks/{ga_t}/claim")
+    await w.mz.post(f"/api/v1/approval/tasks/{mz_t}/claim")
+    assert await _status(cid) == "under_review"
+    await w.ga.post(f"/api/v1/approval/tasks/{ga_t}/decision",
+                    json={"approve": True, "opinion": "出生医学证明核验一致"})
+    mid = (await w.zhang.get(f"/api/v1/cases/{cid}")).json
+    assert mid["status"] == "under_review"
+    assert {d["department"]: d["status"] for d in mid["departments"]} == {
+        "市民政局": "claimed", "市公安局": "approved"}
+    await w.mz.post(f"/api/v1/approval/tasks/{mz_t}/decision",
+                    json={"approve": True, "opinion": "符合发放条件"})
+    done = (await w.zhang.get(f"/api/v1/cases/{cid}")).json
+    assert done["status"] == "approved"
+    assert {d["status"] for d in done["departments"]} == {"approved"}
+
+
+async def test_one_department_rejecting_rejects_the_bundle(w: World) -> None:
+    cid = await _accepted(w, bundle=await _two_department_bundle())
+    mz_t, ga_t = await _task(w, cid, "市民政局"), await _task(w, cid, "市公安局")
+    for who, tid in ((w.mz, mz_t), (w.ga, ga_t)):
+        await who.post(f"/api/v1/approval/tasks/{tid}/claim")
+    await w.mz.post(f"/api/v1/approval/tasks/{mz_t}/decision",
+                    json={"approve": True, "opinion": "符合"})
+    await w.ga.post(f"/api/v1/approval/tasks/{ga_t}/decision",
+                    json={"approve": False, "opinion": "出生医学证明与信息不符"})
+    assert await _status(cid) == "rejected"
+
+
+async def test_the_sweep_settles_a_case_whose_last_decision_did_not_move_it(w: World) -> None:
+    from services.approval import tasks
+
+    cid = await _accepted(w)
+    tid = await _task(w, cid)
+    await w.mz.post(f"/api/v1/approval/tasks/{tid}/claim")
+    # As if the process stopped right after the decision's commit.
+    await CaseTask.filter(id=tid).update(status=TaskStatus.approved, opinion="符合",
+                                         decided_by_id=w.mz.user_id, decided_at=clock.now())
+    assert await _status(cid) == "under_review"
+    assert await tasks.settle_stragglers() == 1
+    assert await _status(cid) == "approved"
+    assert await tasks.settle_stragglers() == 0
+
+
+# ------------------------------------------------------------------ 统一窗口出件
+
+
+async def _approved(w: World) -> int:
+    cid = await _accepted(w)
+    tid = await _task(w, cid)
+    await w.mz.post(f"/api/v1/approval/tasks/{tid}/claim")
+    await w.mz.post(f"/api/v1/approval/tasks/{tid}/decision",
+                    json={"approve": True, "opinion": "符合"})
+    assert await _status(cid) == "approved"
+    return cid
+
+
+async def test_pick_up_only_by_the_applicant_in_person(w: World) -> None:
+    cid = await _approved(w)
+    too_early = await w.zhang.post(f"/api/v1/approval/cases/{cid}/release-choice",
+                                   json={"method": "window"})
+    assert too_early.status == 200  # approved = the result is ready
+    assert (await w.li.post(f"/api/v1/approval/cases/{cid}/release-choice",
+                            json={"method": "window"})).status == 404
+    assert (await w.xf.post(f"/api/v1/approval/cases/{cid}/release-choice",
+                            json={"method": "window"})).status == 403
+    # The generic deliver can't skip the identity check once a choice exists.
+    skip = await w.xf.post(f"/api/v1/cases/{cid}/transitions", json={"action": "deliver"})
+    assert skip.status == 409 and skip.json["error"]["code"] == "release_required"
+    li_code = (await w.li.get("/api/v1/me/code")).json["content"]
+    wrong = await w.xf.post(f"/api/v1/approval/cases/{cid}/pickup",
+                            json={"person_code": li_code})
+    assert wrong.status == 403 and wrong.json["error"]["code"] == "pickup_wrong_person"
+    wrong_card = await w.xf.post(f"/api/v1/approval/cases/{cid}/pickup",
+                                 json={"id_number": LI[1]})
+    assert wrong_card.status == 403
+    # Another hall's clerk: the case does not exist for them.
+    zhang_code = (await w.zhang.get("/api/v1/me/code")).json["content"]
+    assert (await w.qc.post(f"/api/v1/approval/cases/{cid}/pickup",
+                            json={"person_code": zhang_code})).status == 404
+    assert await _status(cid) == "approved"
+    ok = await w.xf.post(f"/api/v1/approval/cases/{cid}/pickup",
+                         json={"person_code": zhang_code})
+    assert ok.status == 200, ok.text
+    assert ok.json["verified_by"] == "person_code" and ok.json["released_at"]
+    assert await _status(cid) == "result_delivered"
+    rel = await CaseRelease.get(case_id=cid)
+    assert rel.collected_person_id == (await Case.get(id=cid)).person_id  # type: ignore[attr-defined]
+    twice = await w.xf.post(f"/api/v1/approval/cases/{cid}/pickup",
+                            json={"id_number": ZHANG[1]})
+    assert twice.status == 409
+
+
+async def test_pick_up_by_id_card_at_the_desk(w: World) -> None:
+    cid = await _approved(w)
+    ok = await w.xf.post(f"/api/v1/approval/cases/{cid}/pickup", json={"id_number": ZHANG[1]})
+    assert ok.status == 200 and ok.json["verified_by"] == "id_card"
+    assert (await w.zhang.get(f"/api/v1/cases/{cid}")).json["release"]["method"] == "window"
+
+
+async def test_mail_keeps_the_address_encrypted_and_records_the_tracking_number(
+        w: World) -> None:
+    cid = await _approved(w)
+    missing = await w.zhang.post(f"/api/v1/approval/cases/{cid}/release-choice",
+                                 json={"method": "mail"})
+    assert missing.status == 422 and set(missing.json["error"]["fields"]) == {"address", "phone"}
+    address = "甘肃省庆阳市西峰区南大街88号3单元502室"
+    chose = await w.zhang.post(f"/api/v1/approval/cases/{cid}/release-choice",
+                               json={"method": "mail", "address": address,
+                                     "phone": "13800001234"})
+    assert chose.status == 200, chose.text
+    assert chose.json["address"] == "甘肃省庆阳市****" and "1234" in chose.json["recipient_phone"]
+    rel = await CaseRelease.get(case_id=cid)
+    assert rel.address_enc and "南大街" not in rel.address_enc
+    # A window hand-over is not what the applicant chose.
+    wrong = await w.xf.post(f"/api/v1/approval/cases/{cid}/pickup",
+                            json={"id_number": ZHANG[1]})
+    assert wrong.status == 409 and wrong.json["error"]["code"] == "release_method"
+    bad = await w.xf.post(f"/api/v1/approval/cases/{cid}/mail", json={"tracking_no": "ABC"})
+    assert bad.status == 422
+    assert (await w.qc.post(f"/api/v1/approval/cases/{cid}/mail",
+                            json={"tracking_no": "1187654321098"})).status == 404
+    sent = await w.xf.post(f"/api/v1/approval/cases/{cid}/mail",
+                           json={"tracking_no": "1187654321098"})
+    assert sent.status == 200 and sent.json["tracking_no"] == "1187654321098"
+    detail = (await w.zhang.get(f"/api/v1/cases/{cid}")).json
+    assert detail["status"] == "result_delivered"
+    assert detail["release"]["tracking_no"] == "1187654321098"
+    assert detail["release"]["address"] == "甘肃省庆阳市****"
+
+
+async def test_missing_window_materials_block_the_hand_over(
+        w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    cid = await _approved(w)
+
+    async def blockers(case: Case) -> list[str]:
+        return ["容缺材料“户口簿”尚未补交"]
+
+    monkeypatch.setattr(window, "result_release_blockers", blockers)
+    held = await w.xf.post(f"/api/v1/approval/cases/{cid}/pickup", json={"id_number": ZHANG[1]})
+    assert held.status == 409 and held.json["error"]["code"] == "release_blocked"
+    assert held.json["error"]["fields"] == {"blockers.0": "容缺材料“户口簿”尚未补交"}
+    assert await _status(cid) == "approved"
+    assert not await CaseEvent.filter(case_id=cid, action="deliver").exists()
+
+
+async def test_an_unrouted_case_is_still_decided_at_the_hall(w: World) -> None:
+    # Items whose department is outside the organisation get no task (the hall decides).
+    from models.catalogue import ServiceItem
+
+    await ServiceItem.filter(code="MZ-004").update(department="某未建档部门")
+    cid = await _accepted(w)
+    assert not await CaseTask.exists(case_id=cid)
+    for action in ("start_review", "approve", "deliver"):
+        moved = await w.xf.post(f"/api/v1/cases/{cid}/transitions",
+                                json={"action": action, "note": "符合"})
+        assert moved.status == 200, moved.text
