@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from models.approval import CaseRelease, CaseTask, TaskStatus
+from models.cases import Case, CaseEvent
 from models.catalogue import Bundle
 from models.messages import Message
-from models.cases import Case, CaseEvent
 from models.users import Role
 from services import clock, seed, window
 

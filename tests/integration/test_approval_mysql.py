@@ -9,8 +9,8 @@ import asyncio
 import pytest
 
 from models.approval import CaseTask, TaskStatus
-from models.catalogue import Bundle
 from models.cases import Case, CaseEvent, CaseStatus
+from models.catalogue import Bundle
 from models.users import Role
 from services import approval, org
 from services.approval import tasks
