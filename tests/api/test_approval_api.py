@@ -288,7 +288,7 @@ async def test_pick_up_only_by_the_applicant_in_person(w: World) -> None:
     assert ok.json["verified_by"] == "person_code" and ok.json["released_at"]
     assert await _status(cid) == "result_delivered"
     rel = await CaseRelease.get(case_id=cid)
-    assert rel.collected_person_id == (await Case.get(id=cid)).person_id  # type: ignore[attr-defined]
+    assert rel.collected_person_id == (await Case.get(id=cid)).person_id
     twice = await w.xf.post(f"/api/v1/approval/cases/{cid}/pickup",
                             json={"id_number": ZHANG[1]})
     assert twice.status == 409

@@ -38,7 +38,7 @@ async def _approvers(n: int, department: str, tag: str) -> list[Principal]:
 async def _accepted(w: World, **kind: str) -> int:
     case = await open_case(actor=w.zhang, hall_code="H-XF-000", **kind)
     await transition(actor=w.staff, case_id=case.id, action=Action.accept)
-    return case.id
+    return int(case.id)
 
 
 async def test_concurrent_takers_leave_one_holder(world: World) -> None:
@@ -60,7 +60,7 @@ async def test_concurrent_takers_leave_one_holder(world: World) -> None:
         assert {r for r in results if not isinstance(r, CaseTask)} <= {ErrorCode.task_taken}
         fresh = await CaseTask.get(id=task.id)
         assert fresh.status is TaskStatus.claimed and fresh.version == 1
-        assert fresh.claimed_by_id == won[0].claimed_by_id  # type: ignore[attr-defined]
+        assert fresh.claimed_by_id == won[0].claimed_by_id
         # The case moved to 审查中 once, however many claims raced.
         assert await CaseEvent.filter(case_id=cid, action="start_review").count() == 1
 
