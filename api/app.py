@@ -52,7 +52,7 @@ BLUEPRINTS = [
     messages_api.bp, messages_api.notices_bp, messages_api.admin_bp,
     org_api.bp, org_api.admin_bp,
     grids_api.bp,
-    approval_api.bp,
+    approval_api.bp, approval_api.ratings_bp,
 ]
 
 

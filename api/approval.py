@@ -11,12 +11,16 @@ from sanic import Blueprint, Request
 
 from api.endpoint import endpoint
 from models.approval import CaseRelease, CaseTask, ReleaseMethod, TaskStatus
+from models.ratings import RatingReview, ReviewVerdict
 from models.users import Role
 from services import clock
+from services import ratings as rating_service
 from services.approval import release, tasks
 from services.auth import Principal
 
 bp = Blueprint("approval", url_prefix="/api/v1/approval")
+# 好差评 that reaches people: figures by staff member and 差评核实 (services/ratings.py).
+ratings_bp = Blueprint("staff_ratings", url_prefix="/api/v1/admin/staff-ratings")
 
 STAFF = [Role.staff, Role.admin]
 
@@ -184,3 +188,91 @@ async def mail(_request: Request, case_id: int, body: ReleaseMailIn,
     return release_out(await release.mail(actor=principal, case_id=case_id,
                                           tracking_no=body.tracking_no))
 
+
+
+# --- 好差评 that reaches people ------------------------------------------------------------------
+
+
+class StaffRatingFiguresOut(BaseModel):
+    user_id: int
+    nickname: str
+    served_as: list[str] = Field(description="clerk 窗口 / approver 审批 / helper 帮办")
+    ratings: int
+    good: int = Field(description="满意及非常满意")
+    bad: int = Field(description="差评（含未核实）")
+    bad_valid: int = Field(description="核实属实、计入个人的差评（含申诉复核结果）")
+    bad_unreviewed: int = Field(description="待核实的差评")
+    average: float
+
+
+class StaffRatingFiguresListOut(BaseModel):
+    staff: list[StaffRatingFiguresOut]
+
+
+class RatingReviewIn(BaseModel):
+    verdict: Literal["valid", "invalid"] = Field(description="valid 属实 / invalid 不属实")
+    reason: str = Field(min_length=4, max_length=500, description="核实理由")
+
+
+class RatingAppealIn(BaseModel):
+    reason: str = Field(min_length=4, max_length=500, description="申诉理由")
+
+
+class RatingReviewOut(BaseModel):
+    rating_id: int
+    verdict: str
+    reason: str
+    reviewed_by: int | None
+    reviewed_at: datetime
+    appeal_reason: str | None
+    appealed_at: datetime | None
+    final_verdict: str | None
+    final_reason: str | None
+    final_at: datetime | None
+    counts_against_staff: bool
+
+
+def review_out(r: RatingReview) -> RatingReviewOut:
+    return RatingReviewOut(
+        rating_id=r.rating_id, verdict=r.verdict, reason=r.reason,  # type: ignore[attr-defined]
+        reviewed_by=r.reviewed_by_id, reviewed_at=clock.local(r.reviewed_at),  # type: ignore[attr-defined]
+        appeal_reason=r.appeal_reason, appealed_at=_t(r.appealed_at),
+        final_verdict=r.final_verdict, final_reason=r.final_reason, final_at=_t(r.final_at),
+        counts_against_staff=rating_service.counts_against(r))
+
+
+@ratings_bp.get("/figures")
+@endpoint(response=StaffRatingFiguresListOut, roles=STAFF,
+          summary="好差评：按工作人员统计（数据权限内）", tag="ratings")
+async def figures(_request: Request, principal: Principal) -> StaffRatingFiguresListOut:
+    rows = await rating_service.staff_figures(actor=principal)
+    return StaffRatingFiguresListOut(staff=[StaffRatingFiguresOut(**vars(f)) for f in rows])
+
+
+@ratings_bp.post("/<rating_id:int>/review")
+@endpoint(body=RatingReviewIn, response=RatingReviewOut, status=201, roles=STAFF,
+          summary="差评核实（督查）", tag="ratings")
+async def review(_request: Request, rating_id: int, body: RatingReviewIn,
+                 principal: Principal) -> RatingReviewOut:
+    return review_out(await rating_service.review_rating(
+        actor=principal, rating_id=rating_id, verdict=ReviewVerdict(body.verdict),
+        reason=body.reason))
+
+
+@ratings_bp.post("/<rating_id:int>/appeal")
+@endpoint(body=RatingAppealIn, response=RatingReviewOut, roles=STAFF,
+          summary="被评价工作人员对核实结果申诉", tag="ratings")
+async def appeal(_request: Request, rating_id: int, body: RatingAppealIn,
+                 principal: Principal) -> RatingReviewOut:
+    return review_out(await rating_service.appeal_review(actor=principal, rating_id=rating_id,
+                                                         reason=body.reason))
+
+
+@ratings_bp.post("/<rating_id:int>/appeal-decision")
+@endpoint(body=RatingReviewIn, response=RatingReviewOut, roles=STAFF,
+          summary="申诉复核（另一名督查）", tag="ratings")
+async def appeal_decision(_request: Request, rating_id: int, body: RatingReviewIn,
+                          principal: Principal) -> RatingReviewOut:
+    return review_out(await rating_service.decide_appeal(
+        actor=principal, rating_id=rating_id, verdict=ReviewVerdict(body.verdict),
+        reason=body.reason))

@@ -19,11 +19,15 @@ from models.ratings import (
     BAD_LEVELS,
     LEVEL_LABELS,
     Rating,
+    RatingReview,
+    RatingStaff,
     RectificationStatus,
     RectificationTask,
+    ReviewVerdict,
     TargetType,
     VisitResult,
 )
+from models.users import Role
 from services import clock, jobs, notifications
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
@@ -41,6 +45,7 @@ RATABLE_APPOINTMENT_STATUSES = ("checked_in",)
 class _Target:
     department: str
     hall_code: str
+    case_id: int | None = None
 
 
 async def _case_target(*, actor: Principal, case_id: int) -> _Target:
@@ -51,7 +56,7 @@ async def _case_target(*, actor: Principal, case_id: int) -> _Target:
         raise not_found("办件")
     if case.status.value not in FINISHED_CASE_STATUSES:
         raise AppError(ErrorCode.rating_not_open)
-    return _Target(department=case.department, hall_code=case.hall_code)
+    return _Target(department=case.department, hall_code=case.hall_code, case_id=case.id)
 
 
 async def _appointment_target(*, actor: Principal, appointment_id: int) -> _Target:
@@ -101,6 +106,9 @@ async def rate(
                 level=level, label=label_of(level), tags={"tags": sorted(set(tags))},
                 text=text, text_visible=visible, department=target.department,
                 hall_code=target.hall_code)
+            if target.case_id is not None:
+                # The rating reaches the people who served (issue 12), not only the hall.
+                await _tie_to_staff(rating, target.case_id)
             if level in BAD_LEVELS:
                 # Same transaction: a bad rating without its rectification task can't exist.
                 await RectificationTask.create(
@@ -243,3 +251,156 @@ async def escalate_overdue(*, now: datetime | None = None, batch: int = 500) -> 
 @jobs.periodic("ratings.escalate", every_seconds=900)
 async def _escalate_sweep() -> None:
     await escalate_overdue()
+
+
+# --- 好差评 that reaches people (issue 12) ------------------------------------------------------
+#
+# A case's rating is tied to every staff member who served it (services/approval/served.py).
+# A bad rating counts against them only once a supervisor found it valid (差评核实); a rated
+# staff member may appeal that once, and a different supervisor decides the appeal (申诉复核).
+# The rectification task the bad rating opened stays whatever the verdict.
+
+
+async def _tie_to_staff(rating: Rating, case_id: int) -> None:
+    from models.cases import Case
+    from services.approval.served import staff_who_served
+
+    case = await Case.get(id=case_id)
+    for s in await staff_who_served(case):
+        await RatingStaff.create(rating=rating, user_id=s.user_id, served_as=s.served_as,
+                                 department=s.department, hall_code=s.hall_code)
+
+
+async def _is_supervisor(actor: Principal) -> bool:
+    from models.org import Membership, Position
+
+    return actor.has(Role.admin) or await Membership.exists(user_id=actor.user_id,
+                                                            position=Position.supervisor)
+
+
+async def access_rating(actor: Principal, rating_id: int, *, for_change: bool = False,
+                        lock: bool = False) -> Rating:
+    """Staff whose scope covers the rated hall or department see a rating; ``for_change``
+    (核实, deciding an appeal) needs a supervisor (or admin) as well. Anyone else: not_found."""
+    if not actor.is_staff:
+        raise not_found("评价")
+    q = Rating.filter(id=rating_id)
+    rating = await (q.select_for_update() if lock else q).first()
+    if rating is None or not (await scope_of(actor)).covers(hall_code=rating.hall_code,
+                                                            department=rating.department):
+        raise not_found("评价")
+    if for_change and not await _is_supervisor(actor):
+        raise forbidden("差评核实须由督查人员办理")
+    return rating
+
+
+def _reason(text: str, field: str = "reason") -> str:
+    text = text.strip()
+    if len(text) < 4:
+        raise AppError(ErrorCode.validation_failed, "请说明理由",
+                       fields={field: "请填写理由（至少4个字）"})
+    return text[:500]
+
+
+async def review_rating(*, actor: Principal, rating_id: int, verdict: ReviewVerdict,
+                        reason: str) -> RatingReview:
+    """差评核实: valid counts against the staff who served; not valid does not."""
+    reason = _reason(reason)
+    rating = await access_rating(actor, rating_id, for_change=True)
+    if rating.level not in BAD_LEVELS:
+        raise AppError(ErrorCode.rating_review_state, "只有差评需要核实")
+    try:
+        return await RatingReview.create(rating_id=rating.id, verdict=verdict, reason=reason,
+                                         reviewed_by_id=actor.user_id, reviewed_at=clock.now())
+    except IntegrityError as exc:  # one review per rating, even when two click at once
+        raise AppError(ErrorCode.rating_review_state, "该差评已核实") from exc
+
+
+async def appeal_review(*, actor: Principal, rating_id: int, reason: str) -> RatingReview:
+    """申诉: a staff member the rating is about contests a 'valid' verdict, once."""
+    reason = _reason(reason)
+    if not await RatingStaff.exists(rating_id=rating_id, user_id=actor.user_id):
+        raise not_found("评价")
+    review = await RatingReview.get_or_none(rating_id=rating_id)
+    if review is None or review.verdict is not ReviewVerdict.valid:
+        raise AppError(ErrorCode.rating_review_state, "只有核实属实的差评可以申诉")
+    moved = await RatingReview.filter(id=review.id, appealed_at=None,
+                                      version=review.version).update(
+        appeal_reason=reason, appealed_by_id=actor.user_id, appealed_at=clock.now(),
+        version=review.version + 1)
+    if not moved:
+        raise AppError(ErrorCode.rating_review_state, "每条差评只能申诉一次")
+    return await RatingReview.get(id=review.id)
+
+
+async def decide_appeal(*, actor: Principal, rating_id: int, verdict: ReviewVerdict,
+                        reason: str) -> RatingReview:
+    """复核: a different supervisor than the first reviewer decides the appeal."""
+    reason = _reason(reason)
+    await access_rating(actor, rating_id, for_change=True)
+    review = await RatingReview.get_or_none(rating_id=rating_id)
+    if review is None or review.appealed_at is None or review.final_at is not None:
+        raise AppError(ErrorCode.rating_review_state, "没有待复核的申诉")
+    if review.reviewed_by_id == actor.user_id:  # type: ignore[attr-defined]
+        raise forbidden("申诉须由另一名督查人员复核")
+    moved = await RatingReview.filter(id=review.id, final_at=None,
+                                      version=review.version).update(
+        final_verdict=verdict, final_reason=reason, final_by_id=actor.user_id,
+        final_at=clock.now(), version=review.version + 1)
+    if not moved:
+        raise AppError(ErrorCode.rating_review_state, "该申诉已复核")
+    return await RatingReview.get(id=review.id)
+
+
+def counts_against(review: RatingReview | None) -> bool:
+    if review is None:
+        return False
+    return (review.final_verdict or review.verdict) is ReviewVerdict.valid
+
+
+@dataclass
+class StaffFigures:
+    user_id: int
+    nickname: str
+    served_as: list[str]
+    ratings: int
+    good: int  # 满意 and 非常满意
+    bad: int  # every 差评, reviewed or not
+    bad_valid: int  # counted against them (核实属实, after any appeal)
+    bad_unreviewed: int
+    average: float
+
+
+async def staff_figures(*, actor: Principal) -> list[StaffFigures]:
+    """Figures by staff member, over the ratings tied to them in the supervisor's scope."""
+    if not actor.is_staff:
+        raise forbidden()
+    in_scope = (await scope_of(actor)).q(hall_code="hall_code", department="department")
+    rows = await RatingStaff.filter(in_scope).select_related("rating", "user")
+    reviews = {r.rating_id: r for r in await RatingReview.filter(  # type: ignore[attr-defined]
+        rating_id__in=list({x.rating_id for x in rows}))}  # type: ignore[attr-defined]
+    by_user: dict[int, StaffFigures] = {}
+    seen: set[tuple[int, int]] = set()
+    levels: dict[int, list[int]] = {}
+    for x in rows:
+        uid = x.user_id  # type: ignore[attr-defined]
+        f = by_user.setdefault(uid, StaffFigures(uid, x.user.nickname, [], 0, 0, 0, 0, 0, 0.0))
+        if x.served_as.value not in f.served_as:
+            f.served_as.append(x.served_as.value)
+        if (uid, x.rating.id) in seen:
+            continue  # served twice on one case (received and handed over): one rating
+        seen.add((uid, x.rating.id))
+        f.ratings += 1
+        levels.setdefault(uid, []).append(x.rating.level)
+        if x.rating.level >= 4:
+            f.good += 1
+        if x.rating.level in BAD_LEVELS:
+            f.bad += 1
+            review = reviews.get(x.rating.id)
+            if review is None:
+                f.bad_unreviewed += 1
+            elif counts_against(review):
+                f.bad_valid += 1
+    for uid, f in by_user.items():
+        f.average = round(sum(levels[uid]) / len(levels[uid]), 2)
+    return sorted(by_user.values(), key=lambda f: (-f.bad_valid, f.user_id))

@@ -358,3 +358,72 @@ async def test_an_unrouted_case_is_still_decided_at_the_hall(w: World) -> None:
         moved = await w.xf.post(f"/api/v1/cases/{cid}/transitions",
                                 json={"action": action, "note": "符合"})
         assert moved.status == 200, moved.text
+
+
+# ------------------------------------------------------------------ 好差评 that reaches people
+
+
+async def test_a_bad_rating_reaches_the_staff_who_served_and_counts_only_when_valid(
+        w: World, api: Any) -> None:
+    from models.ratings import RatingStaff, RectificationTask
+
+    sup = await api.login("xf-supervisor", region="621002")
+    sup2 = await api.login("city-supervisor", region="621000")
+    cid = await _approved(w)
+    await w.xf.post(f"/api/v1/approval/cases/{cid}/pickup", json={"id_number": ZHANG[1]})
+    rated = await w.zhang.post("/api/v1/ratings", json={
+        "target_type": "case", "target_id": cid, "level": 1, "text": "等了很久"})
+    assert rated.status == 201, rated.text
+    rid = rated.json["id"]
+    served = {(r.user_id, r.served_as.value) for r in  # type: ignore[attr-defined]
+              await RatingStaff.filter(rating_id=rid)}
+    assert served == {(w.xf.user_id, "clerk"), (w.mz.user_id, "approver")}
+
+    def figures_of(body: Any) -> dict[int, dict[str, Any]]:
+        return {f["user_id"]: f for f in body["staff"]}
+
+    before = figures_of((await sup.get("/api/v1/admin/staff-ratings/figures")).json)
+    assert before[w.mz.user_id]["bad"] == 1 and before[w.mz.user_id]["bad_unreviewed"] == 1
+    assert before[w.mz.user_id]["bad_valid"] == 0 and before[w.xf.user_id]["ratings"] == 1
+    # Another hall's clerk sees no figures and no rating; a clerk in scope may not review.
+    assert (await w.qc.get("/api/v1/admin/staff-ratings/figures")).json["staff"] == []
+    body = {"verdict": "valid", "reason": "办理超出承诺时限"}
+    assert (await w.qc.post(f"/api/v1/admin/staff-ratings/{rid}/review", json=body)).status == 404
+    assert (await w.xf.post(f"/api/v1/admin/staff-ratings/{rid}/review", json=body)).status == 403
+    assert (await w.zhang.post(f"/api/v1/admin/staff-ratings/{rid}/review",
+                               json=body)).status == 403
+    ok = await sup.post(f"/api/v1/admin/staff-ratings/{rid}/review", json=body)
+    assert ok.status == 201 and ok.json["counts_against_staff"] is True
+    twice = await sup2.post(f"/api/v1/admin/staff-ratings/{rid}/review", json=body)
+    assert twice.status == 409
+    valid = figures_of((await sup.get("/api/v1/admin/staff-ratings/figures")).json)
+    assert valid[w.mz.user_id]["bad_valid"] == 1 and valid[w.mz.user_id]["bad_unreviewed"] == 0
+    # Appeal: only someone the rating is about, once; decided by another supervisor.
+    assert (await w.ga.post(f"/api/v1/admin/staff-ratings/{rid}/appeal",
+                            json={"reason": "系统排队导致延误"})).status == 404
+    appealed = await w.mz.post(f"/api/v1/admin/staff-ratings/{rid}/appeal",
+                               json={"reason": "在承诺时限内办结，延误在寄递环节"})
+    assert appealed.status == 200 and appealed.json["appealed_at"]
+    assert (await w.xf.post(f"/api/v1/admin/staff-ratings/{rid}/appeal",
+                            json={"reason": "再次申诉一下"})).status == 409
+    decision = {"verdict": "invalid", "reason": "核查办理记录，未超时限"}
+    same = await sup.post(f"/api/v1/admin/staff-ratings/{rid}/appeal-decision", json=decision)
+    assert same.status == 403
+    final = await sup2.post(f"/api/v1/admin/staff-ratings/{rid}/appeal-decision", json=decision)
+    assert final.status == 200 and final.json["counts_against_staff"] is False
+    after = figures_of((await sup.get("/api/v1/admin/staff-ratings/figures")).json)
+    assert after[w.mz.user_id]["bad_valid"] == 0 and after[w.mz.user_id]["bad"] == 1
+    # The rectification task the bad rating opened stays.
+    assert await RectificationTask.exists(rating_id=rid)
+
+
+async def test_a_good_rating_needs_no_review(w: World, api: Any) -> None:
+    sup = await api.login("xf-supervisor", region="621002")
+    cid = await _approved(w)
+    rid = (await w.zhang.post("/api/v1/ratings", json={
+        "target_type": "case", "target_id": cid, "level": 5})).json["id"]
+    resp = await sup.post(f"/api/v1/admin/staff-ratings/{rid}/review",
+                          json={"verdict": "valid", "reason": "核实一下好评"})
+    assert resp.status == 409 and resp.json["error"]["code"] == "rating_review_state"
+    assert (await sup.post("/api/v1/admin/staff-ratings/999999/review",
+                           json={"verdict": "valid", "reason": "核实一下"})).status == 404
