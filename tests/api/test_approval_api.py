@@ -375,7 +375,7 @@ async def test_a_bad_rating_reaches_the_staff_who_served_and_counts_only_when_va
         "target_type": "case", "target_id": cid, "level": 1, "text": "等了很久"})
     assert rated.status == 201, rated.text
     rid = rated.json["id"]
-    served = {(r.user_id, r.served_as.value) for r in  # type: ignore[attr-defined]
+    served = {(r.user_id, r.served_as.value) for r in
               await RatingStaff.filter(rating_id=rid)}
     assert served == {(w.xf.user_id, "clerk"), (w.mz.user_id, "approver")}
 
