@@ -31,6 +31,9 @@ ACCOUNTS: dict[str, tuple[tuple[Role, ...], str | None]] = {
     "li": ((), "621021197508120426"),  # 李秀兰, disabled
     "wang": ((), "621002200302170132"),  # 王小明, graduate
     "zhao": ((), "621026199206300246"),  # 赵丽, child under 3
+    # 综窗 (issue 12): approvers of the two departments of 企业注销登记一件事 (YJS-06).
+    "demo-approver-sj": ((Role.staff,), None),
+    "demo-approver-sw": ((Role.staff,), None),
 }
 # code -> positions (position, hall code / department name (a city department) / region code)
 POSITIONS: dict[str, list[tuple[Position, str]]] = {
@@ -43,6 +46,8 @@ POSITIONS: dict[str, list[tuple[Position, str]]] = {
     "demo-helper": [(Position.helper, "H-XF-000")],
     # A helper may serve several halls: the district centre and 北街街道.
     "demo-helper2": [(Position.helper, "H-XF-000"), (Position.helper, "H-XF-101")],
+    "demo-approver-sj": [(Position.approver, "市市场监管局")],
+    "demo-approver-sw": [(Position.approver, "市税务局")],
 }
 # Every other hall gets a clerk, a manager and a helper of its own (login code
 # "<position>@<hall code>", e.g. clerk@H-HX-000), so every hall is staffed in the demo.

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from miniprogram_stub.client import Journeys
 from miniprogram_stub.journeys import appointments as appointment_journeys
+from miniprogram_stub.journeys import approval as approval_journeys
 from miniprogram_stub.journeys import cases, foundation
 from miniprogram_stub.journeys import codes as code_journeys
 from miniprogram_stub.journeys import feedback as feedback_journeys
@@ -33,4 +34,5 @@ ALL: list[Journey] = [
     *identity_journeys.JOURNEYS,
     *message_journeys.JOURNEYS,
     *org_journeys.JOURNEYS,
+    *approval_journeys.JOURNEYS,
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from miniprogram_stub.client import Journeys, MiniProgram
+from miniprogram_stub.journeys.approval import department_approves
 
 
 async def journey_apply_supplement_approved(j: Journeys) -> None:
@@ -35,7 +36,9 @@ async def journey_apply_supplement_approved(j: Journeys) -> None:
     # The applicant can't approve their own case.
     await zhang.call("POST", f"/api/v1/cases/{cid}/transitions",
                      json={"action": "approve"}, expect=403)
-    approved = await move(staff, "approve", "符合条件")
+    # 后台分类审批: the clerk sends it on; 市民政局's approver decides (services/approval).
+    await department_approves(await j.phone("demo-approver"), cid)
+    approved = await zhang.call("GET", f"/api/v1/cases/{cid}")
     assert approved["status"] == "approved" and approved["missing"] == []
     # Approving twice is an illegal transition, not a silent no-op.
     await staff.call("POST", f"/api/v1/cases/{cid}/transitions", json={"action": "approve"},

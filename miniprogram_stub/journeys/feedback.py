@@ -4,6 +4,7 @@ rectification reply → 回访."""
 from __future__ import annotations
 
 from miniprogram_stub.client import Journeys
+from miniprogram_stub.journeys.approval import department_approves
 
 
 async def journey_complain_reply_satisfied(j: Journeys) -> None:
@@ -60,9 +61,10 @@ async def journey_rate_an_approved_case(j: Journeys) -> None:
     early = await wang.call("POST", "/api/v1/ratings", expect=409,
                             json={"target_type": "case", "target_id": cid, "level": 5})
     assert early["error"]["code"] == "rating_not_open", early
-    for action in ("accept", "start_review", "approve"):
-        await staff.call("POST", f"/api/v1/cases/{cid}/transitions",
-                         json={"action": action, "note": "符合条件" if action == "approve" else ""})
+    for action in ("accept", "start_review"):
+        await staff.call("POST", f"/api/v1/cases/{cid}/transitions", json={"action": action})
+    # The department decides (后台分类审批, services/approval).
+    await department_approves(await j.phone("demo-approver"), cid)
     # Only the applicant rates; for anyone else the case doesn't exist.
     zhang = await j.phone("zhang")
     await zhang.call("POST", "/api/v1/ratings", expect=404,
