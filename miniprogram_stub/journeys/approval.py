@@ -39,15 +39,15 @@ async def journey_bundle_approved_in_parallel_then_picked_up(j: Journeys) -> Non
     accepted = await clerk.call("POST", f"/api/v1/cases/{cid}/transitions",
                                 json={"action": "accept", "note": "一窗受理"})
     assert {d["department"] for d in accepted["departments"]} == {"市市场监管局", "市税务局"}
-    # The clerk receives; deciding is the departments'.
-    refused = await clerk.call("POST", f"/api/v1/cases/{cid}/transitions", expect=409,
-                               json={"action": "approve", "note": "符合"})
-    assert refused["error"]["code"] == "approval_by_departments", refused
     # Both departments take their part at once (并联审批); neither sees the other's task.
     t_sj, t_sw = await task_of(sj, cid), await task_of(sw, cid)
     await sw.call("GET", f"/api/v1/approval/tasks/{t_sj['id']}", expect=404)
     await sj.call("POST", f"/api/v1/approval/tasks/{t_sj['id']}/claim")
     await sw.call("POST", f"/api/v1/approval/tasks/{t_sw['id']}/claim")
+    # The clerk receives; deciding is the departments'.
+    refused = await clerk.call("POST", f"/api/v1/cases/{cid}/transitions", expect=409,
+                               json={"action": "approve", "note": "符合"})
+    assert refused["error"]["code"] == "approval_by_departments", refused
     await sj.call("POST", f"/api/v1/approval/tasks/{t_sj['id']}/decision",
                   json={"approve": True, "opinion": "注销材料齐全，准予注销登记"})
     half = await agent.call("GET", f"/api/v1/cases/{cid}")
