@@ -23,6 +23,7 @@ from api import feedback as feedback_api
 from api import guide as guide_api
 from api import helpers as helpers_api
 from api import map as map_api
+from api import online as online_api
 from api import policies as policies_api
 from api import ratings as ratings_api
 from api import stats as stats_api
@@ -36,7 +37,7 @@ BLUEPRINTS = [health.bp, auth.bp, me.bp, admin.bp,
               cases_api.bp, cases_api.admin_bp, helpers_api.bp, helpers_api.proxy_bp,
               helpers_api.admin_bp, codes_api.bp,
               feedback_api.bp, feedback_api.admin_bp, ratings_api.bp, ratings_api.admin_bp,
-              stats_api.bp, appointments_api.bp]
+              stats_api.bp, appointments_api.bp, online_api.bp, online_api.admin_bp]
 
 
 def build_wechat(settings: Settings) -> tuple[wechat_service.WeChat, Any]:

@@ -13,11 +13,12 @@ the resubmission, so 补正期间不计时. While a pause is open the case has n
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
@@ -234,14 +235,27 @@ def available_actions(status: CaseStatus, acc: Access) -> list[Action]:
     return out
 
 
-async def visible_case(actor: Principal, case_id: int) -> tuple[Case, Access]:
-    case = await Case.get_or_none(id=case_id)
+async def access_case(
+    actor: Principal, case_id: int, *, for_change: bool = False, lock: bool = False
+) -> tuple[Case, Access]:
+    """The one decision on who may see (or act on) a case: the applicant, a helper the case
+    was offered to or who filed it, staff. Anyone else gets the same 404 as for an absent id.
+    ``for_change``: the caller must also be able to act (a helper needs the resident's
+    authorisation). ``lock``: the row is locked for the surrounding transaction."""
+    q = Case.filter(id=case_id)
+    case = await (q.select_for_update() if lock else q).first()
     if case is None:
         raise not_found("办件")
     acc = await access(actor, case)
     if not acc.can_view:
         raise not_found("办件")
+    if for_change and not acc.kinds:
+        raise AppError(ErrorCode.proxy_authorization_required)
     return case, acc
+
+
+async def visible_case(actor: Principal, case_id: int) -> tuple[Case, Access]:
+    return await access_case(actor, case_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,10 +318,15 @@ async def _subject(item_code: str | None, bundle_code: str | None) -> _Subject:
 
 
 async def materials_of(case: Case) -> list[str]:
-    if case.item_code:
-        item = await ServiceItem.get_or_none(code=case.item_code)
+    return await material_names(item_code=case.item_code, bundle_code=case.bundle_code)
+
+
+async def material_names(*, item_code: str | None, bundle_code: str | None) -> list[str]:
+    """The material list an application for this item or bundle follows (a bundle: merged)."""
+    if item_code:
+        item = await ServiceItem.get_or_none(code=item_code)
         return _material_names([item]) if item else []
-    bundle = await Bundle.get_or_none(code=case.bundle_code)
+    bundle = await Bundle.get_or_none(code=bundle_code)
     return _material_names(await _items_of_bundle(bundle)) if bundle else []
 
 
@@ -320,7 +339,10 @@ async def open_case(
     applicant_user_id: int | None = None,
     enterprise_id: int | None = None,
     note: str = "",
+    attach: Callable[[Case, BaseDBAsyncClient], Awaitable[None]] | None = None,
 ) -> Case:
+    """``attach`` runs inside the opening transaction (全程网办: the form and the materials
+    land with the case or not at all)."""
     subj = await _subject(item_code, bundle_code)
     if hall_code not in subj.halls or not await Hall.exists(code=hall_code, is_active=True):
         raise AppError(ErrorCode.validation_failed, "所选大厅不办理该事项",
@@ -369,6 +391,8 @@ async def open_case(
         event = await CaseEvent.create(case=case, actor_id=actor.user_id, actor_kind=kind,
                                        action="submit", from_status=None, to_status=S.submitted,
                                        note=note[:500], using_db=conn)
+        if attach is not None:
+            await attach(case, conn)
     await deskview.changed(case.person_id)  # type: ignore[attr-defined]
     await _notify(case, event)
     return case
@@ -411,6 +435,7 @@ async def _move(
     expected_version: int | None = None,
     supplement: tuple[list[dict[str, str]], str | None] | None = None,
     reopen_reason: str | None = None,
+    deliver: Callable[[Case, SupplementRequest, BaseDBAsyncClient], Awaitable[None]] | None = None,
 ) -> Case:
     now = clock.now()
     async with in_transaction() as conn:
@@ -446,6 +471,12 @@ async def _move(
                 requested_at=now, using_db=conn,
             )
         elif action is Action.resubmit:
+            if deliver is not None:
+                # 全程网办: the materials answering the open notice, in this same transaction.
+                open_sup = await SupplementRequest.filter(
+                    case_id=case.id, resolved_at=None).using_db(conn).order_by("-sequence").first()
+                if open_sup is not None:
+                    await deliver(case, open_sup, conn)
             await SupplementRequest.filter(case_id=case.id, resolved_at=None).using_db(
                 conn
             ).update(resolved_at=now)
@@ -509,6 +540,18 @@ async def transition(
                        fields={"action": "请使用 reopen 接口"})
     return await _move(actor=actor, case_id=case_id, action=action, note=note,
                        expected_version=expected_version)
+
+
+async def resubmit(
+    *,
+    actor: Principal,
+    case_id: int,
+    note: str,
+    deliver: Callable[[Case, SupplementRequest, BaseDBAsyncClient], Awaitable[None]],
+) -> Case:
+    """补正 with the materials themselves: ``deliver`` attaches them inside the move."""
+    return await _move(actor=actor, case_id=case_id, action=Action.resubmit, note=note,
+                       deliver=deliver)
 
 
 async def request_supplement(

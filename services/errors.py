@@ -60,6 +60,15 @@ class ErrorCode(Enum):
     wechat_unavailable = (503, "微信服务暂时不可用，请稍后再试")
     unavailable = (503, "服务暂时不可用，请稍后再试")
     internal_error = (500, "系统繁忙，请稍后再试")
+    # 全程网办
+    upload_type_refused = (415, "仅支持 JPEG、PNG、HEIC 图片或 PDF 文件")
+    upload_too_large = (413, "文件过大")
+    upload_infected = (422, "文件未通过病毒查杀")
+    upload_in_use = (409, "该文件已用于提交的办件，不能删除")
+    link_invalid = (403, "链接无效或已过期，请重新打开")
+    draft_submitted = (409, "该申请已提交")
+    materials_mismatch = (422, "补正材料须与告知的材料一致")
+    form_not_found = (404, "该事项暂未开通网上申请")
 
     @property
     def status(self) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 from models.catalogue import Bundle, Hall, ServiceItem, ServicePoint, Window
 from models.enterprises import Enterprise
-from services import doorplates, guide, guided_flows, people, policies, slots
+from services import doorplates, guide, guided_flows, online, people, policies, slots
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ SEEDERS: list[Seeder] = [
     policies.seed_policies,
     doorplates.seed_codes,
     slots.seed_slot_rules,
+    online.seed_online,
 ]
 
 
