@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     online_s3_timeout_seconds: float = 5.0
     online_upload_max_bytes: int = 20 * 1024 * 1024
     online_upload_tmp_dir: str = "var/tmp"
-    online_image_max_side: int = 4096
+    # Longest side kept: documents stay legible, and big photos decode scaled (uploads.py).
+    online_image_max_side: int = 2048
     online_thumb_side: int = 320
     # Signed material links: short-lived, for <image src> and wx.downloadFile (no headers).
     online_link_ttl_seconds: int = 300

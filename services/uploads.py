@@ -216,25 +216,29 @@ def _reencode(src: Path, kind: str) -> Processed:
             if b"%%EOF" not in f.read():
                 raise _refused("PDF 文件不完整或已损坏")
         return Processed(src, PDF, None)
+    side = settings.online_image_max_side
     try:
-        with Image.open(src) as opened:
-            if opened.width * opened.height > MAX_PIXELS:
-                raise _refused("图片分辨率过大")
-            img = ImageOps.exif_transpose(opened)  # keep it upright once the EXIF is gone
-            img.load()
+        img = Image.open(src)
+        if img.width * img.height > MAX_PIXELS:
+            raise _refused("图片分辨率过大")
+        # JPEG only: let the decoder scale down by 1/2–1/8 while decoding, so a 48-megapixel
+        # photo never exists in memory at full size (bench/upload_bench.py).
+        img.draft("RGB", (side, side))
+        img.load()
+        ImageOps.exif_transpose(img, in_place=True)  # keep it upright once the EXIF is gone
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
             Image.DecompressionBombError) as exc:
         raise _refused("图片已损坏或格式与内容不符") from exc
-    if img.mode in ("RGBA", "LA", "P"):
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         img = Image.new("RGB", rgba.size, "white")
         img.paste(rgba, mask=rgba.getchannel("A"))
-    else:
+    elif img.mode != "RGB":
         img = img.convert("RGB")
-    img.thumbnail((settings.online_image_max_side, settings.online_image_max_side))
+    img.thumbnail((side, side))
     out = src.with_suffix(".jpg")
     # No exif= / icc_profile= argument: Pillow writes neither, so GPS and device data are gone.
-    img.save(out, "JPEG", quality=85, optimize=True)
+    img.save(out, "JPEG", quality=85)
     thumb = src.with_suffix(".thumb.jpg")
     small = img.copy()
     small.thumbnail((settings.online_thumb_side, settings.online_thumb_side))
