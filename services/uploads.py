@@ -217,6 +217,7 @@ def _reencode(src: Path, kind: str) -> Processed:
                 raise _refused("PDF 文件不完整或已损坏")
         return Processed(src, PDF, None)
     side = settings.online_image_max_side
+    img: Image.Image
     try:
         img = Image.open(src)
         if img.width * img.height > MAX_PIXELS:

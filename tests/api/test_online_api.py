@@ -357,8 +357,9 @@ async def test_case_materials_applicant_staff_and_strangers(api: Any) -> None:
     marked, plain = Image.open(io.BytesIO(seen.body)), Image.open(io.BytesIO(original))
     assert marked.size == plain.size
     # The photo is a flat blue; the watermark is red text over it.
-    brightest_red = marked.split()[0].getextrema()[1]
-    assert brightest_red - plain.getpixel((0, 0))[0] > 40, "no watermark drawn"
+    brightest_red: Any = marked.split()[0].getextrema()[1]
+    background: Any = plain.getpixel((0, 0))
+    assert brightest_red - background[0] > 40, "no watermark drawn"
     log = await AuditLog.filter(action="online.material.view").first()
     assert log is not None and log.actor_id == staff.user_id
     assert log.fields_read == ["居民身份证"] and str(cid) in log.reason
