@@ -17,6 +17,7 @@ from miniprogram_stub.journeys import cases, foundation
 from miniprogram_stub.journeys import codes as code_journeys
 from miniprogram_stub.journeys import feedback as feedback_journeys
 from miniprogram_stub.journeys import guide as guide_journeys
+from miniprogram_stub.journeys import online as online_journeys
 
 Journey = Callable[[Journeys], Awaitable[None]]
 
@@ -27,4 +28,5 @@ ALL: list[Journey] = [
     *guide_journeys.JOURNEYS,
     *appointment_journeys.JOURNEYS,
     *code_journeys.JOURNEYS,
+    *online_journeys.JOURNEYS,
 ]
