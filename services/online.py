@@ -18,7 +18,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import io
 import json
 import logging
 import time
@@ -27,7 +26,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from PIL import Image, ImageDraw
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
@@ -48,7 +46,7 @@ from models.online import (
     UploadStatus,
 )
 from models.users import User
-from services import audit, cases, clock, doorplates, guide, identity, jobs, pii, storage
+from services import audit, cases, clock, guide, identity, jobs, pii, renditions, storage
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.forms import prefill, schema, validation
@@ -604,24 +602,6 @@ class FileOut:
     filename: str
 
 
-def watermark(data: bytes, text: str) -> bytes:
-    """The staff rendition: the text tiled across the image, semi-transparent. CPU-bound:
-    called in a worker thread."""
-    with Image.open(io.BytesIO(data)) as opened:
-        img = opened.convert("RGBA")
-    layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(layer)
-    size = max(16, min(img.size) // 18)
-    font, _ = doorplates._font(size)
-    step_x, step_y = size * (len(text) + 2), size * 4
-    for row, y in enumerate(range(-size, img.size[1] + size, step_y)):
-        for x in range(-(row % 2) * step_x // 2, img.size[0] + step_x, step_x):
-            draw.text((x, y), text, fill=(200, 30, 30, 110), font=font)
-    out = io.BytesIO()
-    Image.alpha_composite(img, layer).convert("RGB").save(out, "JPEG", quality=85)
-    return out.getvalue()
-
-
 async def _material_case(material: CaseMaterial) -> Case | None:
     if material.case_id is None:  # type: ignore[attr-defined]
         return None
@@ -672,9 +652,11 @@ async def _bytes(up: Upload, variant: str, title: str) -> FileOut:
             raise not_found("文件")
         return FileOut(await store.get(up.thumb_key), "image/jpeg", f"{up.id}-thumb.jpg")
     data = await store.get(up.storage_key)
-    ext = "pdf" if up.content_type == "application/pdf" else "jpg"
-    if variant == Variant.staff and up.content_type != "application/pdf":
-        data = await asyncio.to_thread(watermark, data, f"仅供{title}事项办理使用")
+    pdf = up.content_type == "application/pdf"
+    if variant == Variant.staff:
+        mark = renditions.watermark_pdf if pdf else renditions.watermark_jpeg
+        data = await asyncio.to_thread(mark, data, f"仅供{title}事项办理使用")
+    ext = "pdf" if pdf else "jpg"
     return FileOut(data, up.content_type, f"{up.id}.{ext}")
 
 

@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     # Longest side kept: documents stay legible, and big photos decode scaled (uploads.py).
     online_image_max_side: int = 2048
     online_thumb_side: int = 320
+    # Staff see PDFs rendered page by page with a watermark: bound the work one file can ask.
+    online_pdf_max_pages: int = 30
     # Signed material links: short-lived, for <image src> and wx.downloadFile (no headers).
     online_link_ttl_seconds: int = 300
     # How long an accepted material may be reused (免提交) after staff accepted it.

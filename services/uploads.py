@@ -29,7 +29,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from models.online import Upload
-from services import storage
+from services import renditions, storage
 from services.errors import AppError, ErrorCode
 from services.settings import get_settings
 
@@ -211,10 +211,14 @@ def _reencode(src: Path, kind: str) -> Processed:
     """Decode and re-encode as a fresh JPEG without EXIF, plus a thumbnail. Runs off the loop."""
     settings = get_settings()
     if kind == PDF:
-        with src.open("rb") as f:
-            f.seek(max(0, src.stat().st_size - 2048))
-            if b"%%EOF" not in f.read():
-                raise _refused("PDF 文件不完整或已损坏")
+        # Opened by PDFium, the engine that renders the staff copy: a truncated, broken or
+        # password-protected PDF is refused now, not discovered by the reviewer.
+        try:
+            pages = renditions.pdf_page_count(src)
+        except renditions.BadPdf as exc:
+            raise _refused("PDF 文件已损坏或设有密码") from exc
+        if not 1 <= pages <= settings.online_pdf_max_pages:
+            raise _refused(f"PDF 不能超过 {settings.online_pdf_max_pages} 页")
         return Processed(src, PDF, None)
     side = settings.online_image_max_side
     img: Image.Image

@@ -52,7 +52,19 @@ def png() -> bytes:
     return out.getvalue()
 
 
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+def make_pdf(pages: int = 1) -> bytes:
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument.new()
+    for _ in range(pages):
+        doc.new_page(595, 842).close()  # A4, blank white
+    out = io.BytesIO()
+    doc.save(out)
+    doc.close()
+    return out.getvalue()
+
+
+PDF = make_pdf()
 
 
 async def upload(s: Any, data: bytes, name: str = "photo.jpg", ctype: str = "image/jpeg",
@@ -244,7 +256,7 @@ async def test_upload_types_decided_by_bytes(api: Any, local_store: Path) -> Non
                             files={"file": ("a.jpg", b"\xff\xd8\xff" + b"\x00" * 100,
                                             "image/jpeg")})
     assert resp.status == 415
-    # A PDF header with no end: truncated.
+    # A PDF header and nothing PDFium can open: broken (or truncated, or encrypted).
     resp = await zhang.post("/api/v1/online/uploads",
                             files={"file": ("a.pdf", b"%PDF-1.4\n" + b"x" * 100,
                                             "application/pdf")})
@@ -259,6 +271,41 @@ async def test_upload_types_decided_by_bytes(api: Any, local_store: Path) -> Non
     assert not [p for p in os.listdir(tmp) if p.startswith("upload-")], \
         "refused uploads leave no temporary file"
     assert (await api.post("/api/v1/online/uploads", files={"file": ("a", PDF)})).status == 401
+
+
+async def test_pdf_page_limit(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, zhang, _ = await _setup(api)
+    monkeypatch.setattr(get_settings(), "online_pdf_max_pages", 2)
+    assert (await zhang.post("/api/v1/online/uploads",
+                             files={"file": ("a.pdf", make_pdf(2))})).status == 201
+    resp = await zhang.post("/api/v1/online/uploads", files={"file": ("a.pdf", make_pdf(3))})
+    assert resp.status == 415 and resp.json["error"]["fields"]["file"] == "PDF 不能超过 2 页"
+
+
+async def test_staff_see_pdfs_rendered_with_watermark(api: Any) -> None:
+    import pypdfium2 as pdfium
+
+    staff, zhang, _ = await _setup(api)
+    d = await _draft(zhang)
+    await zhang.put(f"/api/v1/online/drafts/{d['id']}/values", json={"values": BANK})
+    original = make_pdf(2)
+    up = await upload(zhang, original, "id.pdf", "application/pdf")
+    await zhang.post(f"/api/v1/online/drafts/{d['id']}/materials",
+                     json={"material": "居民身份证", "upload_id": up["id"]})
+    cid = (await zhang.post(f"/api/v1/online/drafts/{d['id']}/submit", json={})).json["case_id"]
+    mine = (await zhang.get(f"/api/v1/online/cases/{cid}/application")).json["materials"][0]
+    # The applicant gets their file back byte for byte; staff get the marked rendition.
+    assert (await fetch(api, mine["links"]["original"])).body == original
+    view = (await staff.get(f"/api/v1/online/cases/{cid}/application")).json["materials"][0]
+    resp = await fetch(api, view["links"]["staff"])
+    assert resp.status == 200 and resp.headers["content-type"] == "application/pdf"
+    doc = pdfium.PdfDocument(resp.body)
+    assert len(doc) == 2 and doc[0].get_size() == (595, 842)
+    page = doc[0].render(scale=0.5).to_pil().convert("RGB")
+    red = [px for px in page.get_flattened_data() if px[0] > px[1] + 40]
+    assert red, "the blank page came back without the watermark"
+    doc.close()
+    assert await AuditLog.filter(action="online.material.view", actor_id=staff.user_id).exists()
 
 
 async def test_upload_size_limit(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,7 @@ from models.users import Role
 from services import storage
 from services.errors import AppError
 from services.settings import Settings, get_settings
+from tests.api.test_online_api import make_pdf
 
 
 def _free_port() -> int:
@@ -103,7 +104,7 @@ async def test_store_down_is_a_fast_503(api: Any) -> None:
         staff = await api.login("s3-down", Role.staff)
         started = time.monotonic()
         resp = await staff.post("/api/v1/online/uploads",
-                                files={"file": ("a.pdf", b"%PDF-1.4 x %%EOF", "application/pdf")})
+                                files={"file": ("a.pdf", make_pdf(), "application/pdf")})
         assert resp.status == 503, resp.text
         assert resp.json["error"]["code"] == "unavailable"
         assert time.monotonic() - started < 5

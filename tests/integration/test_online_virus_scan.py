@@ -16,10 +16,11 @@ import pytest
 from models.online import Upload
 from services import storage
 from services.settings import get_settings
+from tests.api.test_online_api import make_pdf
 from tests.integration.fake_clamd import EICAR
 from tests.integration.test_online_s3 import _free_port
 
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PDF = make_pdf()
 
 
 @pytest.fixture(scope="module")
