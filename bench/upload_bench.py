@@ -5,7 +5,7 @@
 Starts the real server (Sanic, one process, SQLite + in-process Redis + stub WeChat, a
 throwaway folder for the database and the object store), logs in, and sends:
 1. a small PDF (warm-up: imports, first connection, first request);
-2. a ``--mb`` MB PDF, streamed from the client in 64 KiB chunks;
+2. a ``--mb`` MB PDF (a scanned page), streamed from the client in 64 KiB chunks;
 3. a JPEG of about ``--mb`` MB (noise: it barely compresses), which the server must decode
    and re-encode.
 After each it reads the server's peak resident set size (VmHWM in /proc/<pid>/status), so the
@@ -37,9 +37,20 @@ def _vm(pid: int, key: str) -> int:
 
 
 def _pdf(size: int) -> bytes:
-    head = b"%PDF-1.4\n%bench\n"
-    tail = b"\n%%EOF\n"
-    return head + os.urandom(size - len(head) - len(tail)) + tail
+    """A real one-page PDF of about ``size`` bytes: a noise JPEG embedded as the page (a
+    scanned document, as residents send them)."""
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument.new()
+    image = pdfium.PdfImage.new(doc)
+    image.load_jpeg(io.BytesIO(_noisy_jpeg(size)), inline=True)
+    image.set_matrix(pdfium.PdfMatrix().scale(595, 842))
+    page = doc.new_page(595, 842)
+    page.insert_obj(image)
+    page.gen_content()
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()
 
 
 def _noisy_jpeg(target: int) -> bytes:
@@ -87,7 +98,7 @@ async def _run(args: argparse.Namespace, pid: int, base: str) -> None:
             await asyncio.sleep(0.2)
         login = await http.post("/api/v1/auth/wechat-login", json={"code": "bench-uploader"})
         token = login.json()["access_token"]
-        status, secs, _ = await _upload(http, token, _pdf(64 * 1024), "warm.pdf",
+        status, secs, _ = await _upload(http, token, _pdf(200 * 1024), "warm.pdf",
                                         "application/pdf")
         base_peak = _vm(pid, "VmHWM")
         print(f"server after warm-up: peak RSS {base_peak / 2**20:.1f} MiB (status {status})")
