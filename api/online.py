@@ -476,9 +476,10 @@ async def submit(request: Request, draft_id: int, body: OnlineSubmitIn,
 
 @bp.get("/cases/<case_id:int>/application")
 @endpoint(response=OnlineApplicationOut, summary="办件的申请表与材料", tag="online")
-async def get_application(_request: Request, case_id: int,
+async def get_application(request: Request, case_id: int,
                           principal: Principal) -> OnlineApplicationOut:
-    view = await online.application(actor=principal, case_id=path_id(case_id, "办件"))
+    view = await online.application(actor=principal, case_id=path_id(case_id, "办件"),
+                                    request_id=request_id(request))
     return await _application_out(view, principal)
 
 

@@ -39,6 +39,7 @@ from models.cases import (
 )
 from models.catalogue import Bundle, Hall, ServiceItem
 from models.enterprises import EnterpriseAgent
+from models.online import ApplicationDraft
 from models.users import User
 from services import clock, deskview, jobs, notifications, workcalendar
 from services.auth import Principal
@@ -471,6 +472,12 @@ async def _move(
                 requested_at=now, using_db=conn,
             )
         elif action is Action.resubmit:
+            if deliver is None and await ApplicationDraft.exists(case_id=case.id):
+                # An online application is supplemented online, with exactly the materials
+                # the notice named (services/online.py), not by a bare state change.
+                raise AppError(ErrorCode.materials_mismatch,
+                               "网上申请的办件请上传补正告知所列的材料",
+                               fields={"action": "请使用在线补正接口上传材料"})
             if deliver is not None:
                 # 全程网办: the materials answering the open notice, in this same transaction.
                 open_sup = await SupplementRequest.filter(

@@ -397,6 +397,9 @@ async def test_case_materials_applicant_staff_and_strangers(api: Any) -> None:
     view = (await staff.get(f"/api/v1/online/cases/{cid}/application")).json
     assert view["values"]["applicant_id_number"] == "6210**********0316"
     assert view["values"]["contact_phone"] == "138****5678"
+    read = await AuditLog.filter(action="online.application.view").first()
+    assert read is not None and read.actor_id == staff.user_id
+    assert "applicant_name" in read.fields_read
     smat = view["materials"][0]
     assert smat["links"]["original"] is None and smat["links"]["staff"]
     seen = await fetch(api, smat["links"]["staff"])
@@ -498,6 +501,11 @@ async def test_supplement_delivers_exactly_the_requested_materials(api: Any) -> 
 
     new = [await upload(zhang, jpeg()) for _ in range(3)]
     url = f"/api/v1/online/cases/{cid}/supplements"
+    # The bare state change of paper cases is not how an online case is supplemented.
+    resp = await zhang.post(f"/api/v1/cases/{cid}/transitions", json={"action": "resubmit"})
+    assert resp.status == 422 and resp.json["error"]["code"] == "materials_mismatch"
+    resp = await wang.post(f"/api/v1/cases/{cid}/transitions", json={"action": "resubmit"})
+    assert resp.status == 404
     # Only one of the two: refused, nothing attached, still waiting.
     resp = await zhang.post(url, json={"materials": [{"material": "户口簿",
                                                       "upload_id": new[0]["id"]}]})
