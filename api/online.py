@@ -9,9 +9,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
+from sanic_ext.extensions.openapi import openapi
+from sanic_ext.extensions.openapi.definitions import RequestBody
 
 from api.cases import path_id
-from api.endpoint import endpoint
+from api.endpoint import _RawSchema, endpoint
 from api.observability import request_id
 from api.schemas import Ok
 from models.catalogue import ServiceItem
@@ -354,6 +356,10 @@ async def form_versions(_request: Request, code: str,
 
 
 @bp.post("/uploads", stream=True)
+@openapi.body(RequestBody({"multipart/form-data": _RawSchema({
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary",
+                            "description": "JPEG/PNG/HEIC 图片或 PDF"}}})}, required=True))
 @endpoint(response=OnlineUploadOut, status=201, errors=(413, 415, 503),
           summary="上传材料（wx.uploadFile，multipart 字段名 file；JPEG/PNG/HEIC/PDF）",
           tag="online")

@@ -414,6 +414,11 @@ async def test_case_materials_applicant_staff_and_strangers(api: Any) -> None:
     assert log is not None and log.actor_id == staff.user_id
     assert log.fields_read == ["居民身份证"] and str(cid) in log.reason
     assert log.subject_person_id is not None
+    # Another case's path with this material's id: not found.
+    other, _ = await _applied_case(api, wang)
+    resp = await staff.post(f"/api/v1/online/cases/{other}/materials/{smat['id']}/review",
+                            json={"decision": "accepted"})
+    assert resp.status == 404
     # A staff member can't turn their link into the unmarked original.
     sneaky, _ = online.sign_link(kind="m", object_id=smat["id"], variant="original",
                                  actor=Principal(staff.user_id, frozenset({"staff"})))
@@ -633,3 +638,11 @@ async def test_retention_deletes_abandoned_and_orphan_uploads_only(api: Any,
     assert resp.status == 200
     assert await UploadDeletion.filter(upload_id_ref=fresh["id"], reason="owner",
                                        by_id=zhang.user_id).exists()
+
+
+async def test_openapi_documents_the_upload_as_multipart(api: Any) -> None:
+    spec = (await api.get("/docs/openapi.json")).json
+    body = spec["paths"]["/api/v1/online/uploads"]["post"]["requestBody"]
+    schema = body["content"]["multipart/form-data"]["schema"]
+    assert schema["required"] == ["file"] and schema["properties"]["file"]["format"] == "binary"
+    assert "/api/v1/online/files" in spec["paths"]
