@@ -242,7 +242,11 @@ async def save_values(*, actor: Principal, draft_id: int,
     merged = prefill.apply(fields, merged, known, locked_only=True)
     clean = validation.validate(fields, merged, complete=False)
     draft.values_enc = _encrypt_values(clean)
-    await draft.save(update_fields=["values_enc", "updated_at"])
+    draft.updated_at = clock.now()
+    # Conditional: a save racing the submission must not rewrite the frozen application.
+    if not await ApplicationDraft.filter(id=draft.id, submitted_at=None).update(
+            values_enc=draft.values_enc, updated_at=draft.updated_at):
+        raise AppError(ErrorCode.draft_submitted)
     return draft
 
 

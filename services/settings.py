@@ -109,6 +109,7 @@ class Settings(BaseSettings):
     # Seconds before a store that does not answer is a 503 rather than a hung upload.
     online_s3_timeout_seconds: float = 5.0
     online_upload_max_bytes: int = 20 * 1024 * 1024
+    online_upload_rate_limit: int = 100  # per account per hour
     online_upload_tmp_dir: str = "var/tmp"
     # Longest side kept: documents stay legible, and big photos decode scaled (uploads.py).
     online_image_max_side: int = 2048

@@ -29,7 +29,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from models.online import Upload
-from services import renditions, storage
+from services import ratelimit, renditions, storage
 from services.errors import AppError, ErrorCode
 from services.settings import get_settings
 
@@ -300,6 +300,9 @@ async def receive_upload(
     if content_length is not None and content_length > settings.online_upload_max_bytes + \
             _ENVELOPE_SLACK:
         raise _too_large()  # refused before a byte is read
+    # Storage is not free: a runaway client (or a loop in one) is stopped per account.
+    await ratelimit.hit(f"online:upload:{owner_id}", limit=settings.online_upload_rate_limit,
+                        window_seconds=3600, message="上传过于频繁，请稍后再试")
     tmp_dir = Path(settings.online_upload_tmp_dir)
     received: _Received | None = None
     processed: Processed | None = None

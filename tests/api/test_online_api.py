@@ -308,6 +308,17 @@ async def test_staff_see_pdfs_rendered_with_watermark(api: Any) -> None:
     assert await AuditLog.filter(action="online.material.view", actor_id=staff.user_id).exists()
 
 
+async def test_uploads_rate_limited_per_account(api: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _, zhang, wang = await _setup(api)
+    monkeypatch.setattr(get_settings(), "online_upload_rate_limit", 2)
+    for _ in range(2):
+        await upload(zhang, PDF, "a.pdf", "application/pdf")
+    resp = await zhang.post("/api/v1/online/uploads", files={"file": ("a.pdf", PDF)})
+    assert resp.status == 429 and resp.headers["retry-after"]
+    await upload(wang, PDF, "a.pdf", "application/pdf")  # counted per account
+
+
 async def test_upload_size_limit(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     _, zhang, _ = await _setup(api)
     monkeypatch.setattr(get_settings(), "online_upload_max_bytes", 10_000)
