@@ -651,10 +651,11 @@ async def open_file(*, token: str, request_id: str = "") -> FileOut:
         await audit.record(actor=actor, person_id=case.person_id,  # type: ignore[attr-defined]
                            action="online.material.view", fields_read=[material.name],
                            reason=f"办件{case.id}材料审查", request_id=request_id)
-    return await _bytes(material.upload, claims.variant, title)
+    return await _bytes(material.upload, claims.variant, title,
+                        case.id if case is not None else None)
 
 
-async def _bytes(up: Upload, variant: str, title: str) -> FileOut:
+async def _bytes(up: Upload, variant: str, title: str, case_id: int | None = None) -> FileOut:
     store = storage.storage()
     if variant == Variant.thumb:
         if not up.thumb_key:
@@ -664,7 +665,8 @@ async def _bytes(up: Upload, variant: str, title: str) -> FileOut:
     pdf = up.content_type == "application/pdf"
     if variant == Variant.staff:
         mark = renditions.watermark_pdf if pdf else renditions.watermark_jpeg
-        data = await asyncio.to_thread(mark, data, f"仅供{title}事项办理使用")
+        data = await asyncio.to_thread(mark, data, renditions.Mark(
+            f"仅供{title}事项办理使用", f"FOR CASE {case_id} PROCESSING ONLY"))
     ext = "pdf" if pdf else "jpg"
     return FileOut(data, up.content_type, f"{up.id}.{ext}")
 

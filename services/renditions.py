@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import pypdfium2 as pdfium
@@ -42,28 +43,37 @@ def pdf_page_count(path: Path) -> int:
             doc.close()
 
 
-def watermark_image(img: Image.Image, text: str) -> Image.Image:
+@dataclass(frozen=True)
+class Mark:
+    text: str  # 仅供 XX 事项办理使用
+    ascii: str  # the same in ASCII, for a server without a CJK font (XQ_CJK_FONT_PATH)
+
+
+def watermark_image(img: Image.Image, mark: Mark) -> Image.Image:
     base = img.convert("RGBA")
     layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     size = max(16, min(base.size) // 18)
-    font, _ = doorplates._font(size)
+    font, cjk = doorplates._font(size)
+    # Without a CJK font the Chinese would print as empty boxes: a mark nobody can read.
+    text = mark.text if cjk else mark.ascii
     step_x, step_y = size * (len(text) + 2), size * 4
-    for row, y in enumerate(range(-size, base.size[1] + size, step_y)):
+    # First row inside the top edge, so even a small scan carries the mark.
+    for row, y in enumerate(range(size // 2, base.size[1], step_y)):
         for x in range(-(row % 2) * step_x // 2, base.size[0] + step_x, step_x):
             draw.text((x, y), text, fill=(200, 30, 30, 110), font=font)
     return Image.alpha_composite(base, layer).convert("RGB")
 
 
-def watermark_jpeg(data: bytes, text: str) -> bytes:
+def watermark_jpeg(data: bytes, mark: Mark) -> bytes:
     with Image.open(io.BytesIO(data)) as img:
-        marked = watermark_image(img, text)
+        marked = watermark_image(img, mark)
     out = io.BytesIO()
     marked.save(out, "JPEG", quality=85)
     return out.getvalue()
 
 
-def watermark_pdf(data: bytes, text: str) -> bytes:
+def watermark_pdf(data: bytes, mark: Mark) -> bytes:
     with _PDFIUM:
         src = pdfium.PdfDocument(data)
         dst = pdfium.PdfDocument.new()
@@ -75,7 +85,7 @@ def watermark_pdf(data: bytes, text: str) -> bytes:
                 rendered = page.render(scale=scale).to_pil()
                 page.close()
                 jpeg = io.BytesIO()
-                watermark_image(rendered, text).save(jpeg, "JPEG", quality=80)
+                watermark_image(rendered, mark).save(jpeg, "JPEG", quality=80)
                 jpeg.seek(0)
                 image = pdfium.PdfImage.new(dst)
                 image.load_jpeg(jpeg, inline=True)
