@@ -151,7 +151,7 @@ class CaseMaterial(Model):
 
     class Meta:
         table = "online_case_materials"
-        indexes = (("owner", "name", "status"),)
+        indexes = (("owner_id", "name", "status"),)
 
 
 class UploadDeletion(Model):
