@@ -472,7 +472,8 @@ async def _move(
                 requested_at=now, using_db=conn,
             )
         elif action is Action.resubmit:
-            if deliver is None and await ApplicationDraft.exists(case_id=case.id):
+            if deliver is None and await ApplicationDraft.filter(case_id=case.id).using_db(
+                    conn).exists():
                 # An online application is supplemented online, with exactly the materials
                 # the notice named (services/online.py), not by a bare state change.
                 raise AppError(ErrorCode.materials_mismatch,
