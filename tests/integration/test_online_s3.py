@@ -113,3 +113,30 @@ async def test_store_down_is_a_fast_503(api: Any) -> None:
         assert not [p for p in os.listdir(tmp) if p.startswith("upload-")]
     finally:
         storage.use(None)
+
+
+async def test_a_failed_delete_leaves_the_row_for_the_next_try(s3: storage.S3Storage,
+                                                               tmp_path: Path) -> None:
+    from models.online import UploadDeletion, UploadStatus
+    from models.users import User
+    from services import online
+    from services.auth import Principal
+
+    owner = await User.create(openid="o-del")
+    src = tmp_path / "a.pdf"
+    src.write_bytes(make_pdf())
+    await s3.put_file("uploads/x/a.pdf", src, "application/pdf")
+    up = await Upload.create(owner_id=owner.id, storage_key="uploads/x/a.pdf",
+                             content_type="application/pdf", size=1, sha256="0" * 64)
+    me = Principal(owner.id, frozenset())
+    storage.use(storage.build(_settings(f"http://127.0.0.1:{_free_port()}")))
+    with pytest.raises(AppError) as info:
+        await online.delete_upload(actor=me, upload_id=up.id)
+    assert info.value.status == 503
+    assert (await Upload.get(id=up.id)).status is UploadStatus.stored
+    assert not await UploadDeletion.exists(upload_id_ref=up.id)
+    storage.use(s3)  # the store is back: the same request now goes through
+    await online.delete_upload(actor=me, upload_id=up.id)
+    assert (await Upload.get(id=up.id)).status is UploadStatus.deleted
+    assert not await s3.exists("uploads/x/a.pdf")
+    assert await UploadDeletion.filter(upload_id_ref=up.id, reason="owner").count() == 1
