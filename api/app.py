@@ -26,6 +26,7 @@ from api import helpers as helpers_api
 from api import identity as identity_api
 from api import map as map_api
 from api import messages as messages_api
+from api import online as online_api
 from api import org as org_api
 from api import policies as policies_api
 from api import ratings as ratings_api
@@ -51,6 +52,7 @@ BLUEPRINTS = [
     messages_api.bp, messages_api.notices_bp, messages_api.admin_bp,
     org_api.bp, org_api.admin_bp,
     grids_api.bp,
+    online_api.bp, online_api.admin_bp,
 ]
 
 
