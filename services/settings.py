@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     case_due_soon_hours: int = 24
     helper_offer_timeout_minutes: int = 30
 
+    # /docs (the page and /docs/openapi.json). Unset: on in development and test, off in
+    # production, where the intranet page is opt-in with XQ_DOCS_ENABLED=true.
+    docs_enabled: bool | None = None
+
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
         key = self.data_key_bytes()  # also validates shape in every environment
@@ -114,6 +118,9 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def docs_on(self) -> bool:
+        return self.env != "production" if self.docs_enabled is None else self.docs_enabled
 
     def data_key_bytes(self) -> bytes:
         try:
