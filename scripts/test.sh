@@ -39,3 +39,6 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 $BIN/python scripts/docs_browser_check.py
+
+step "the mini program's TypeScript types match the OpenAPI document, and its client compiles"
+bash scripts/ts_client.sh check

@@ -110,6 +110,21 @@ async def test_every_component_is_the_class_registered_under_its_name(api: Any) 
     assert checked > 100
 
 
+async def test_every_route_is_callable_from_wx_request(api: Any) -> None:
+    """wx.request sends no PATCH: a PATCH route would be unreachable from the mini program
+    (and the typed client in miniprogram_stub/ts offers only what wx.request can send)."""
+    spec = await _spec(api)
+    methods = {method for item in spec["paths"].values() for method in item}
+    assert methods <= {"get", "post", "put", "delete"}, methods
+
+
+def test_the_typed_client_is_generated_from_these_schemas() -> None:
+    types = (ROOT / "miniprogram_stub/ts/src/schema.d.ts").read_text(encoding="utf-8")
+    for name in ("ProxyGrantIn", "RoleGrantIn", "CaseReopenIn", "FeedbackReopenIn",
+                 "PersonRevealOut", "HelperRevealOut"):
+        assert f"export type {name} = components['schemas']['{name}'];" in types, name
+
+
 # ---- Chinese tags and responses ---------------------------------------------------------
 
 
