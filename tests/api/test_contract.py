@@ -27,6 +27,7 @@ from api.endpoint import (
 )
 from api.helpers import ProxyGrantIn
 from api.schemas import ErrorBody
+from services import wechat as wechat_service
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,18 +195,23 @@ async def test_sanic_ext_cdn_pages_are_gone(api: Any) -> None:
 
 
 async def test_docs_can_be_switched_off(backend: Any) -> None:
-    off = create_app(settings=Settings(env="test", docs_enabled=False), manage_resources=False,
-                     name="xiaoqing_docs_off")
-    off.asgi = True
-    await off._startup()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=off),
-                                 base_url="http://testserver") as client:
-        for path in ("/docs", "/docs/openapi.json", "/docs/assets/swagger-ui-bundle.js"):
-            resp = await client.get(path)
-            assert resp.status_code == 404, path
-            assert resp.json()["error"]["code"] == "route_not_found"
-        assert (await client.get("/healthz")).status_code == 200
-    Sanic._app_registry.pop("xiaoqing_docs_off", None)
+    # A second app installs its own WeChat gateway; the session's must be back afterwards.
+    gateway = wechat_service.wechat()
+    try:
+        off = create_app(settings=Settings(env="test", docs_enabled=False),
+                         manage_resources=False, name="xiaoqing_docs_off")
+        off.asgi = True
+        await off._startup()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=off),
+                                     base_url="http://testserver") as client:
+            for path in ("/docs", "/docs/openapi.json", "/docs/assets/swagger-ui-bundle.js"):
+                resp = await client.get(path)
+                assert resp.status_code == 404, path
+                assert resp.json()["error"]["code"] == "route_not_found"
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        wechat_service.configure(gateway)
+        Sanic._app_registry.pop("xiaoqing_docs_off", None)
 
 
 def test_docs_are_off_in_production_unless_asked_for() -> None:
