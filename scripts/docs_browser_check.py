@@ -56,7 +56,7 @@ def _isolate() -> int | None:
     return subprocess.call([unshare, "--net", "--", "sh", "-c", inner], env=env)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -70,12 +70,17 @@ def _chromium() -> str:
     raise SystemExit("chromium is not installed (scripts/test.sh installs Debian's package)")
 
 
-def _start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+def database_url(workdir: Path) -> str:
+    return f"sqlite://{workdir / 'check.sqlite3'}"
+
+
+def start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    """The service on the embedded default, on ``port``, its log in ``workdir``."""
     env = {
         **os.environ,
         "XQ_ENV": "development",
         "XQ_DOCS_ENABLED": "true",
-        "XQ_DATABASE_URL": f"sqlite://{workdir / 'docs-check.sqlite3'}",
+        "XQ_DATABASE_URL": database_url(workdir),
         "XQ_REDIS_URL": "memory://",
         "XQ_RUN_BACKGROUND_JOBS": "false",
         "XQ_LOG_REQUESTS": "false",
@@ -86,7 +91,7 @@ def _start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _wait_up(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def wait_up(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -146,11 +151,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="xq-docs-check-") as tmp:
         workdir = Path(tmp)
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
-        server = _start_server(workdir, port)
+        server = start_server(workdir, port)
         try:
-            _wait_up(base, server)
+            wait_up(base, server)
             spec = httpx.get(base + "/docs/openapi.json", timeout=10).json()
             started = time.monotonic()
             dom = _dump_dom(base + "/docs", workdir)

@@ -40,5 +40,5 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 $BIN/python scripts/docs_browser_check.py
 
-step "the mini program's TypeScript types match the OpenAPI document, and its client compiles"
+step "the mini program's TypeScript types match the OpenAPI document; its client compiles and runs"
 bash scripts/ts_client.sh check

@@ -2,7 +2,8 @@
 # The mini program's TypeScript types, from the OpenAPI document the service serves.
 #   scripts/ts_client.sh generate   rewrite miniprogram_stub/ts/src/schema.d.ts (`make ts-client`)
 #   scripts/ts_client.sh check      CI: fail if the checked-in types differ from the document,
-#                                   then compile the client and its example with tsc
+#                                   compile the client and its example with tsc, then run them
+#                                   under Node against a live server (scripts/ts_runtime_check.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TS=miniprogram_stub/ts
@@ -37,3 +38,6 @@ else
 fi
 (cd "$TS" && npx --no-install tsc --noEmit -p tsconfig.json)
 echo "tsc: the typed client and its example compile against the document"
+if [ "$mode" = check ]; then
+  .venv/bin/python scripts/ts_runtime_check.py
+fi
