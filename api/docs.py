@@ -4,7 +4,8 @@ sanic-ext's own page loads Swagger UI 4.10 from a CDN: on the government intrane
 it stays blank, and 4.x cannot render the document anyway (it is OpenAPI 3.1). Here the
 page and every script and style come from the ``swagger-ui-bundle-v2`` package (Swagger UI
 5, which renders 3.1), so the page needs nothing but this service. sanic-ext still builds
-``/docs/openapi.json``; its UI routes are switched off in ``api/app.py``.
+``/docs/openapi.json`` and serves ``docs_page.html`` at ``/docs`` (``api/app.py`` says from
+which of its slots, and why); this module serves the page's assets.
 
 Everything under ``/docs`` stays out of the document itself (sanic-ext skips its prefix).
 The page's Content-Security-Policy allows only this origin, so a future bundle that tried to
@@ -34,8 +35,8 @@ _ASSET_TYPES = {
     "favicon-32x32.png": "image/png",
 }
 
-# The bundle checks documents against validator.swagger.io unless told not to; the outline
-# collapses by tag so a phone-sized screen shows the 功能分组 first.
+# The bundle checks documents against validator.swagger.io unless told not to. Operations
+# are listed collapsed under their tags, models folded: 110 operations stay scannable.
 _INIT_JS = """\
 window.addEventListener("load", function () {
   window.ui = SwaggerUIBundle({
