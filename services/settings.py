@@ -194,6 +194,9 @@ class Settings(BaseSettings):
     # Virus scanning: "none" (development), or "clamd" at host:port (INSTREAM protocol).
     online_virus_scan: Literal["none", "clamd"] = "none"
     online_clamd_address: str = "127.0.0.1:3310"
+    # /docs (the page and /docs/openapi.json). Unset: on in development and test, off in
+    # production, where the intranet page is opt-in with XQ_DOCS_ENABLED=true.
+    docs_enabled: bool | None = None
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
@@ -238,6 +241,8 @@ class Settings(BaseSettings):
         if self.database_url.startswith("sqlite://"):
             candidates.append(Path(self.database_url.removeprefix("sqlite://")))
         return any(p.is_file() and p.stat().st_size > 0 for p in candidates)
+    def docs_on(self) -> bool:
+        return self.env != "production" if self.docs_enabled is None else self.docs_enabled
 
     def data_key_bytes(self) -> bytes:
         try:
