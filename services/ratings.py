@@ -371,10 +371,19 @@ class StaffFigures:
     average: float
 
 
+async def _oversees(actor: Principal) -> bool:
+    from models.org import Membership, Position
+
+    return actor.has(Role.admin) or await Membership.exists(
+        user_id=actor.user_id, position__in=(Position.supervisor, Position.hall_manager))
+
+
 async def staff_figures(*, actor: Principal) -> list[StaffFigures]:
-    """Figures by staff member, over the ratings tied to them in the supervisor's scope."""
-    if not actor.is_staff:
-        raise forbidden()
+    """Figures by staff member for those who oversee staff (a supervisor, a hall manager, an
+    admin), over the ratings tied to them in that person's scope; a clerk or approver does not
+    read their colleagues' figures."""
+    if not actor.is_staff or not await _oversees(actor):
+        raise forbidden("按人员统计的好差评仅供督查和大厅负责人查看")
     in_scope = (await scope_of(actor)).q(hall_code="hall_code", department="department")
     rows = await RatingStaff.filter(in_scope).select_related("rating", "user")
     reviews = {r.rating_id: r for r in await RatingReview.filter(  # type: ignore[attr-defined]

@@ -104,10 +104,12 @@ def _may_decide(sc: Scope, task: CaseTask) -> bool:
 
 async def _on_move(m: Moved) -> None:
     case = m.case
-    if m.action is Action.accept:
+    tasks = await CaseTask.filter(case_id=case.id).order_by("id")
+    if case.status is S.accepted and not tasks:
+        # Whatever move accepted it (the table's accept, or a window action the front half
+        # adds, such as 容缺受理), an accepted case goes to its departments.
         await _route(case)
         return
-    tasks = await CaseTask.filter(case_id=case.id).order_by("id")
     if not tasks:
         return
     if m.action in (Action.approve, Action.reject) and not m.by_approval:

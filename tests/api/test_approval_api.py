@@ -18,6 +18,7 @@ from models.catalogue import Bundle
 from models.messages import Message
 from models.users import Role
 from services import clock, seed, window
+from tests.conftest import grant_position
 
 ZHANG = ("张建国", "621002194103050316")
 LI = ("李秀兰", "621021197508120426")
@@ -385,10 +386,16 @@ async def test_a_bad_rating_reaches_the_staff_who_served_and_counts_only_when_va
     before = figures_of((await sup.get("/api/v1/admin/staff-ratings/figures")).json)
     assert before[w.mz.user_id]["bad"] == 1 and before[w.mz.user_id]["bad_unreviewed"] == 1
     assert before[w.mz.user_id]["bad_valid"] == 0 and before[w.xf.user_id]["ratings"] == 1
-    # Another hall's clerk sees no figures and no rating; a clerk in scope may not review.
+    # Another county's supervisor sees nobody; clerks and approvers read no colleague's
+    # figures; another hall's clerk does not see the rating, a clerk in scope may not review.
+    # (庆城县's clerk also supervises 庆城县 here; logins are rate-limited per test.)
+    await grant_position(w.qc.user_id, region="621021")
     assert (await w.qc.get("/api/v1/admin/staff-ratings/figures")).json["staff"] == []
+    for nosy in (w.xf, w.mz):
+        assert (await nosy.get("/api/v1/admin/staff-ratings/figures")).status == 403
+    assert (await w.qc.post(f"/api/v1/admin/staff-ratings/{rid}/review",
+                            json={"verdict": "valid", "reason": "看看别处的"})).status == 404
     body = {"verdict": "valid", "reason": "办理超出承诺时限"}
-    assert (await w.qc.post(f"/api/v1/admin/staff-ratings/{rid}/review", json=body)).status == 404
     assert (await w.xf.post(f"/api/v1/admin/staff-ratings/{rid}/review", json=body)).status == 403
     assert (await w.zhang.post(f"/api/v1/admin/staff-ratings/{rid}/review",
                                json=body)).status == 403
