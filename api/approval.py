@@ -180,6 +180,20 @@ async def pickup(_request: Request, case_id: int, body: ReleasePickupIn,
                                                id_number=body.id_number))
 
 
+class ReleaseAddressOut(BaseModel):
+    address: str
+    phone: str
+
+
+@bp.get("/cases/<case_id:int>/mail-address")
+@endpoint(response=ReleaseAddressOut, roles=STAFF,
+          summary="邮寄出件：查看完整地址（留审计）", tag="approval")
+async def mail_address(_request: Request, case_id: int,
+                       principal: Principal) -> ReleaseAddressOut:
+    address, phone = await release.mail_address(actor=principal, case_id=case_id)
+    return ReleaseAddressOut(address=address, phone=phone)
+
+
 @bp.post("/cases/<case_id:int>/mail")
 @endpoint(body=ReleaseMailIn, response=ReleaseOut, roles=STAFF,
           summary="邮寄出件：登记EMS单号", tag="approval")

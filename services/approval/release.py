@@ -25,7 +25,7 @@ from tortoise.transactions import in_transaction
 from models.approval import CaseRelease, ReleaseMethod
 from models.cases import Case, CaseStatus
 from models.users import Person
-from services import cases, clock, codes, people, pii, window
+from services import audit, cases, clock, codes, people, pii, window
 from services.auth import Principal
 from services.cases import Action, ActorKind, Moved
 from services.errors import AppError, ErrorCode, forbidden
@@ -173,6 +173,20 @@ async def mail(*, actor: Principal, case_id: int, tracking_no: str) -> CaseRelea
     await _blockers(case)
     return await _release(actor=actor, case=case, method=ReleaseMethod.mail,
                           note=f"EMS寄递 {number}", tracking_no=number)
+
+
+async def mail_address(*, actor: Principal, case_id: int) -> tuple[str, str]:
+    """The full EMS address and phone for the clerk who posts the result: staff in the case's
+    scope only, written to the audit log before decrypting."""
+    case = await _staff_case(actor, case_id)
+    rel = await CaseRelease.get_or_none(case_id=case.id, method=ReleaseMethod.mail)
+    if rel is None or rel.address_enc is None or rel.recipient_phone_enc is None:
+        raise AppError(ErrorCode.release_method, "申请人未选择邮寄")
+    await audit.record(actor=actor, person_id=case.person_id,  # type: ignore[attr-defined]
+                       action="case.release.address", fields_read=["address", "phone"],
+                       reason=f"EMS寄递办件 {case.id}")
+    return (pii.decrypt(rel.address_enc, purpose=P_ADDRESS),
+            pii.decrypt(rel.recipient_phone_enc, purpose=P_RECIPIENT_PHONE))
 
 
 async def release_of(case_id: int) -> CaseRelease | None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from models.approval import CaseRelease, CaseTask, TaskStatus
+from models.audit import AuditLog
 from models.cases import Case, CaseEvent
 from models.catalogue import Bundle
 from models.messages import Message
@@ -320,6 +321,13 @@ async def test_mail_keeps_the_address_encrypted_and_records_the_tracking_number(
     wrong = await w.xf.post(f"/api/v1/approval/cases/{cid}/pickup",
                             json={"id_number": ZHANG[1]})
     assert wrong.status == 409 and wrong.json["error"]["code"] == "release_method"
+    # The clerk who posts it reads the full address, audited; another hall's clerk can't.
+    assert (await w.qc.get(f"/api/v1/approval/cases/{cid}/mail-address")).status == 404
+    assert (await w.zhang.get(f"/api/v1/approval/cases/{cid}/mail-address")).status == 403
+    full = await w.xf.get(f"/api/v1/approval/cases/{cid}/mail-address")
+    assert full.status == 200 and full.json == {"address": address, "phone": "13800001234"}
+    assert await AuditLog.filter(action="case.release.address",
+                                 actor_id=w.xf.user_id).count() == 1
     bad = await w.xf.post(f"/api/v1/approval/cases/{cid}/mail", json={"tracking_no": "ABC"})
     assert bad.status == 422
     assert (await w.qc.post(f"/api/v1/approval/cases/{cid}/mail",
