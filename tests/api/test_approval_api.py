@@ -442,3 +442,19 @@ async def test_a_good_rating_needs_no_review(w: World, api: Any) -> None:
     assert resp.status == 409 and resp.json["error"]["code"] == "rating_review_state"
     assert (await sup.post("/api/v1/admin/staff-ratings/999999/review",
                            json={"verdict": "valid", "reason": "核实一下"})).status == 404
+
+
+async def test_a_person_code_redis_lost_is_refused_not_guessed(w: World) -> None:
+    from services import cache
+
+    cid = await _approved(w)
+    code = (await w.zhang.get("/api/v1/me/code")).json["content"]
+    r = cache.redis()
+    for key in await r.keys("code:p:*"):
+        await r.delete(key)  # as after a Redis restart: the signed token alone proves nothing
+    lost = await w.xf.post(f"/api/v1/approval/cases/{cid}/pickup", json={"person_code": code})
+    assert lost.status == 410 and lost.json["error"]["code"] == "code_expired", lost.text
+    forged = await w.xf.post(f"/api/v1/approval/cases/{cid}/pickup",
+                             json={"person_code": "P" + "A" * 40})
+    assert forged.status == 404 and forged.json["error"]["code"] == "code_unrecognised"
+    assert await _status(cid) == "approved"
