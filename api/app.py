@@ -15,7 +15,7 @@ from typing import Any
 from sanic import Sanic
 from sanic.config import Config
 
-from api import admin, auth, errors, health, me, observability
+from api import admin, auth, errors, health, me, observability, workers
 from api import appointments as appointments_api
 from api import cases as cases_api
 from api import codes as codes_api
@@ -108,6 +108,7 @@ def create_app(
     wechat_service.configure(gateway)
 
     if manage_resources:
+        workers.install(app)
 
         @app.before_server_start
         async def open_resources(app: Sanic) -> None:  # type: ignore[type-arg]

@@ -39,10 +39,13 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
-    for name in ("xq", "services", "api"):
+    # Sanic's own loggers and the ORM's too: an error anywhere is one JSON line (traceback as
+    # the "exc" field), never a multi-line trace a log shipper splits into unrelated events.
+    for name in ("xq", "services", "api", "sanic.root", "sanic.error", "sanic.server",
+                 "sanic.websockets", "tortoise"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
-        logger.setLevel(level)
+        logger.setLevel(logging.WARNING if name == "tortoise" else level)
         logger.propagate = False
 
 

@@ -12,18 +12,16 @@ deadlock the database still reports is retried.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
-import random
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
-from tortoise.exceptions import IntegrityError, OperationalError
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -37,7 +35,7 @@ from models.appointments import (
 )
 from models.catalogue import Hall, ServiceItem
 from models.users import Person, Role, User
-from services import audit, clock, deskview, jobs, notifications, people, ratelimit, slots
+from services import audit, clock, db, deskview, jobs, notifications, people, ratelimit, slots
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.settings import get_settings
@@ -62,25 +60,11 @@ class _NotOffered(Exception):
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _is_deadlock(exc: Exception) -> bool:
-    text = str(exc)
-    return "1213" in text or "Deadlock" in text or "1205" in text or "database is locked" in text
-
-
-async def _retrying(fn: Callable[[], Awaitable[T]], *, attempts: int = 8) -> T:
-    for attempt in range(attempts):
-        try:
-            return await fn()
-        except OperationalError as exc:
-            # InnoDB resolves a lock cycle by rolling one transaction back; the rolled-back
-            # one is safe to run again from the start. A cancel (updating the unique holding
-            # index) and a waitlist promotion (inserting into it) can meet in the same gap, so
-            # retries back off with jitter rather than collide again in lockstep.
-            if not _is_deadlock(exc) or attempt == attempts - 1:
-                raise
-            log.info("booking transaction retried after deadlock", extra={"attempt": attempt})
-            await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
-    raise AssertionError("unreachable")
+async def _retrying(fn: Callable[[], Awaitable[T]]) -> T:
+    # InnoDB resolves a lock cycle by rolling one transaction back; the rolled-back one is
+    # safe to run again from the start (db.retrying: by error code, with jittered back-off;
+    # inside an Idempotency-Key's outer transaction the outermost level retries).
+    return await db.retrying(fn)
 
 
 def _stamp(dt: datetime) -> str:
