@@ -23,6 +23,7 @@ from sanic_ext.extensions.openapi.types import Schema
 
 from api.schemas import ErrorBody
 from models.users import Role
+from services import outbox
 from services.auth import Principal, decode_access_token
 from services.errors import AppError, ErrorCode
 from services.settings import get_settings
@@ -251,6 +252,7 @@ def endpoint(
                 kwargs["body"] = _parse_body(request, body)
             if query is not None:
                 kwargs["query"] = _parse_query(request, query)
+            promised = outbox.begin_request()
             try:
                 # The request's deadline, and so every query's: a dependency that stops
                 # answering costs a bounded wait and a 503, never a hung request.
@@ -258,6 +260,10 @@ def endpoint(
                     result = await fn(request, *args, **kwargs)
             except TimeoutError as exc:
                 raise AppError(ErrorCode.unavailable, headers={"Retry-After": "5"}) from exc
+            finally:
+                # The handler's transactions are over: wake the outbox dispatchers if it
+                # promised an after-commit effect.
+                await outbox.end_request(promised)
             if isinstance(result, HTTPResponse):
                 return result
             if isinstance(result, BaseModel):

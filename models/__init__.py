@@ -14,4 +14,5 @@ MODEL_MODULES: list[str] = [
     "models.cases",
     "models.codes",
     "models.appointments",
+    "models.outbox",
 ]

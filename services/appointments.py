@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
@@ -35,7 +36,18 @@ from models.appointments import (
 )
 from models.catalogue import Hall, ServiceItem
 from models.users import Person, Role, User
-from services import audit, clock, db, deskview, jobs, notifications, people, ratelimit, slots
+from services import (
+    audit,
+    clock,
+    db,
+    deskview,
+    jobs,
+    notifications,
+    outbox,
+    people,
+    ratelimit,
+    slots,
+)
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.settings import get_settings
@@ -208,10 +220,13 @@ async def book(
         raise AppError(ErrorCode.slot_full)
 
     async def attempt() -> Appointment:
-        async with in_transaction():
-            return await _book_locked(person=person, slot=slot, item_code=item_code,
+        async with in_transaction() as conn:
+            appt = await _book_locked(person=person, slot=slot, item_code=item_code,
                                       booked_by=actor.user_id, on_behalf=by_worker,
                                       green=green, resident_id=resident_id)
+            if resident_id is not None and resident_id != actor.user_id:
+                await _queue_notice(appt.id, "booked", using_db=conn)
+            return appt
 
     appt = await _retrying(attempt)
     await deskview.changed(person.id)
@@ -220,8 +235,6 @@ async def book(
         # in their access log.
         await audit.record(actor=actor, person_id=person.id, action="appointment.book_on_behalf",
                            fields_read=[], reason=f"代预约 #{appt.id}", request_id=request_id)
-    if resident_id is not None and resident_id != actor.user_id:
-        await _queue_notice(appt.id, "booked")
     return appt
 
 
@@ -326,7 +339,7 @@ async def reschedule(*, actor: Principal, appointment_id: int, slot_id: int) -> 
                            by_worker=appt.on_behalf)
 
     async def attempt() -> tuple[Appointment, int]:
-        async with in_transaction():
+        async with in_transaction() as conn:
             await Person.select_for_update().get(id=appt.person_id)  # type: ignore[attr-defined]
             row = await Appointment.select_for_update().get(id=appt.id)
             if row.status != AppointmentStatus.booked:
@@ -350,13 +363,13 @@ async def reschedule(*, actor: Principal, appointment_id: int, slot_id: int) -> 
             row.reminded_day = row.reminded_hour = False
             await row.save(update_fields=["slot_id", "hall_id", "starts_at", "ends_at", "pool",
                                           "reminded_day", "reminded_hour"])
+            if row.resident_id is not None and row.resident_id != actor.user_id:  # type: ignore[attr-defined]
+                await _queue_notice(row.id, f"moved:{_stamp(row.starts_at)}", using_db=conn)
             return row, old_slot_id
 
     row, old_slot_id = await _retrying(attempt)
     await deskview.changed(row.person_id)  # type: ignore[attr-defined]
     await offer_waitlist(slot_id=old_slot_id)
-    if row.resident_id is not None and row.resident_id != actor.user_id:  # type: ignore[attr-defined]
-        await _queue_notice(row.id, f"moved:{_stamp(row.starts_at)}")
     return await get(actor=actor, appointment_id=row.id)
 
 
@@ -382,12 +395,14 @@ async def offer_waitlist(*, slot_id: int, max_tries: int = 20) -> list[Appointme
 
         async def attempt(entry: WaitlistEntry = entry,
                           resident_id: int | None = resident_id) -> Appointment:
-            async with in_transaction():
-                return await _book_locked(
+            async with in_transaction() as conn:
+                appt = await _book_locked(
                     person=entry.person, slot=slot, item_code=entry.item_code,
                     booked_by=entry.joined_by_id,  # type: ignore[attr-defined]
                     on_behalf=entry.on_behalf, green=entry.green, resident_id=resident_id,
                     waitlist_entry_id=entry.id)
+                await _queue_notice(appt.id, "promoted", using_db=conn)
+                return appt
 
         try:
             appt = await _retrying(attempt)
@@ -401,7 +416,6 @@ async def offer_waitlist(*, slot_id: int, max_tries: int = 20) -> list[Appointme
             continue
         made.append(appt)
         await deskview.changed(entry.person_id)  # type: ignore[attr-defined]
-        await _queue_notice(appt.id, "promoted")
     return made
 
 
@@ -472,10 +486,12 @@ async def check_in_at_hall(*, actor: Principal, appointment_id: int, hall_code: 
 # --- notices and the sweep -----------------------------------------------------------------
 
 
-async def _queue_notice(appointment_id: int, kind: str) -> None:
-    # Queued, not sent inline: the WeChat round trip stays off the booking path.
-    await jobs.enqueue("appointments.notify", {"appointment_id": appointment_id, "kind": kind},
-                       key=f"appt:{appointment_id}:{kind}")
+async def _queue_notice(appointment_id: int, kind: str, *,
+                        using_db: BaseDBAsyncClient | None) -> None:
+    # Promised in the booking's own transaction (the outbox), not sent inline: the WeChat
+    # round trip stays off the booking path, and no Redis restart can lose the notice.
+    await outbox.add("appointments.notify", {"appointment_id": appointment_id, "kind": kind},
+                     f"appt:{appointment_id}:{kind}", using_db=using_db)
 
 
 _TEMPLATES = {"booked": "appointment_booked", "moved": "appointment_booked",
@@ -496,7 +512,7 @@ async def _send(appt: Appointment, kind: str) -> None:
                                page=f"pages/appointments/detail?id={appt.id}")
 
 
-@jobs.handler("appointments.notify")
+@outbox.handler("appointments.notify")
 async def _notify_job(payload: dict[str, Any]) -> None:
     appt = await Appointment.get_or_none(id=payload["appointment_id"])
     if appt is not None and appt.status == AppointmentStatus.booked:
@@ -517,24 +533,28 @@ async def mark_no_shows() -> int:
 
 
 async def send_reminders(*, batch: int = 500) -> int:
-    """Day-before and hour-before reminders. The flags keep the scan small; the dedup key
-    (with the start time, so a rescheduled appointment is reminded again) keeps a message
-    from going twice even if two sweeps overlap or a worker dies between send and flag."""
+    """Day-before and hour-before reminders, promised in the outbox in the same transaction
+    as the flag that keeps the scan small: a reminder is flagged iff it is promised. The dedup
+    key (with the start time, so a rescheduled appointment is reminded again) keeps it from
+    going twice even if two sweeps overlap."""
     now = clock.now()
     sent = 0
     hour = now + timedelta(hours=1)
     due_hour = await Appointment.filter(status=AppointmentStatus.booked, reminded_hour=False,
                                         starts_at__gt=now, starts_at__lte=hour).limit(batch)
     for appt in due_hour:
-        await _send(appt, f"remind:hour:{_stamp(appt.starts_at)}")
-        await Appointment.filter(id=appt.id).update(reminded_hour=True, reminded_day=True)
+        async with in_transaction() as conn:
+            await _queue_notice(appt.id, f"remind:hour:{_stamp(appt.starts_at)}", using_db=conn)
+            await Appointment.filter(id=appt.id).using_db(conn).update(reminded_hour=True,
+                                                                       reminded_day=True)
         sent += 1
     due_day = await Appointment.filter(status=AppointmentStatus.booked, reminded_day=False,
                                        starts_at__gt=hour,
                                        starts_at__lte=now + timedelta(days=1)).limit(batch)
     for appt in due_day:
-        await _send(appt, f"remind:day:{_stamp(appt.starts_at)}")
-        await Appointment.filter(id=appt.id).update(reminded_day=True)
+        async with in_transaction() as conn:
+            await _queue_notice(appt.id, f"remind:day:{_stamp(appt.starts_at)}", using_db=conn)
+            await Appointment.filter(id=appt.id).using_db(conn).update(reminded_day=True)
         sent += 1
     return sent
 

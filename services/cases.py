@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
@@ -369,8 +370,8 @@ async def open_case(
         event = await CaseEvent.create(case=case, actor_id=actor.user_id, actor_kind=kind,
                                        action="submit", from_status=None, to_status=S.submitted,
                                        note=note[:500], using_db=conn)
+        await _notify(case, event, using_db=conn)
     await deskview.changed(case.person_id)  # type: ignore[attr-defined]
-    await _notify(case, event)
     return case
 
 
@@ -387,8 +388,9 @@ async def _due(case: Case, conn: object | None = None) -> datetime | None:
     return workcalendar.due_with_pauses(case.accepted_at, case.promised_days, pauses)
 
 
-async def _notify(case: Case, event: CaseEvent) -> None:
-    await notifications.notify(
+async def _notify(case: Case, event: CaseEvent, *, using_db: BaseDBAsyncClient) -> None:
+    await notifications.notify_after_commit(
+        using_db=using_db,
         user_id=case.applicant_id,  # type: ignore[attr-defined]
         template="case_status",
         data={
@@ -488,8 +490,8 @@ async def _move(
             case_id=case.id, actor_id=actor.user_id, actor_kind=kind, action=action,
             from_status=before, to_status=case.status, note=note.strip()[:500], using_db=conn,
         )
+        await _notify(case, event, using_db=conn)
     await deskview.changed(case.person_id)  # type: ignore[attr-defined]
-    await _notify(case, event)
     return case
 
 

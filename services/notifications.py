@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
 from models.notifications import Notification, SubscriptionBalance
 from models.users import User
-from services import clock
+from services import clock, outbox
 from services.settings import get_settings
 from services.wechat import wechat
 
@@ -92,3 +93,26 @@ async def notify(
     if not outcome.ok:
         log.info("subscribe message not delivered", extra={"errcode": outcome.errcode})
     return note
+
+
+SEND = "notifications.send"
+
+
+async def notify_after_commit(
+    *, user_id: int, template: str, data: dict[str, Any], dedup_key: str, page: str = "",
+    using_db: BaseDBAsyncClient | None = None,
+) -> None:
+    """Promise ``notify(...)`` in the caller's transaction (pass its connection): the outbox
+    sends it once the transaction has committed, and never if it rolls back. This is how a
+    request sends a subscribe message; ``notify`` itself is what the outbox (and sweeps that
+    already run after their commits) call."""
+    await outbox.add(SEND, {"user_id": user_id, "template": template, "data": data,
+                            "dedup_key": dedup_key, "page": page},
+                     f"notify:{dedup_key}", using_db=using_db)
+
+
+@outbox.handler(SEND)
+async def _send_promised(payload: dict[str, Any]) -> None:
+    await notify(user_id=int(payload["user_id"]), template=str(payload["template"]),
+                 data=dict(payload["data"]), dedup_key=str(payload["dedup_key"]),
+                 page=str(payload.get("page", "")))
