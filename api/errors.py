@@ -78,6 +78,9 @@ def install(app: Sanic) -> None:  # type: ignore[type-arg]
             log.warning("dependency unavailable", extra={
                 "request_id": request_id(request), "dependency": down,
                 "path": request.path, "error": f"{type(exc).__name__}: {exc}"[:300]})
+        elif isinstance(exc, AppError) and exc.status == 503:
+            log.warning("unavailable", extra={"request_id": request_id(request),
+                                                "path": request.path, "error": str(exc)})
         elif err.status >= 500:
             log.exception("unhandled error", exc_info=exc,
                           extra={"request_id": request_id(request), "path": request.path})

@@ -38,6 +38,7 @@ class Breaker:
     _consecutive: int = 0
     _open_until: float = 0.0
     _trial_in_flight: bool = False
+    _trial_started: float = 0.0
     opened_count: int = field(default=0)
 
     def allow(self) -> bool:
@@ -47,9 +48,12 @@ class Breaker:
         now = time.monotonic()
         if now < self._open_until:
             return False
-        if self._trial_in_flight:
+        if self._trial_in_flight and now - self._trial_started < self.open_seconds:
             return False
-        self._trial_in_flight = True  # half-open: this caller is the trial
+        # Half-open: this caller is the trial. A trial that never reports back (cancelled by
+        # its request's deadline) is replaced by the next caller after open_seconds.
+        self._trial_in_flight = True
+        self._trial_started = now
         return True
 
     def check(self) -> None:

@@ -12,12 +12,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import quote, urlparse
 
+import pymysql  # type: ignore[import-untyped]
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import (
     PoolConnectionWrapper,
     TransactionalDBClient,
     TransactionContextPooled,
 )
+from tortoise.connection import get_connections
 from tortoise.exceptions import DBConnectionError, OperationalError
 
 from models import MODEL_MODULES
@@ -186,6 +188,10 @@ def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` means the database is unreachable (as opposed to refusing a statement)."""
     if isinstance(exc, DBConnectionError | TimeoutError | ConnectionError):
         return True
+    if isinstance(exc, pymysql.err.InterfaceError):  # the driver's "connection already closed"
+        return True
+    if isinstance(exc, pymysql.err.OperationalError):  # raw, from the pool's connect
+        return bool(exc.args) and exc.args[0] in _OUTAGE_CODES
     if isinstance(exc, OperationalError):
         inner = exc.args[0] if exc.args else None
         code = inner.args[0] if isinstance(inner, Exception) and inner.args else None
@@ -239,13 +245,16 @@ def install_guards() -> None:
         return
     _guards_installed = True
     plain_enter, plain_exit = PoolConnectionWrapper.__aenter__, PoolConnectionWrapper.__aexit__
-    tx_enter, tx_exit = TransactionContextPooled.__aenter__, TransactionContextPooled.__aexit__
+    tx_exit = TransactionContextPooled.__aexit__
 
     async def bounded(enter: Callable[[], Awaitable[T]]) -> T:
+        # asyncio.timeout, not wait_for: entering a transaction sets Tortoise's context
+        # variable, which must happen in this task, not in a helper task wait_for would make.
         b = breaker.database
         b.check()
         try:
-            return await asyncio.wait_for(enter(), get_settings().db_acquire_timeout_seconds)
+            async with asyncio.timeout(get_settings().db_acquire_timeout_seconds):
+                return await enter()
         except Exception as exc:
             if is_outage(exc):
                 b.failure()
@@ -273,8 +282,23 @@ def install_guards() -> None:
             _abandon(self.connection)
         await plain_exit(self, exc_type, exc, tb)
 
+    async def acquire_for(self: TransactionContextPooled) -> None:
+        await self.ensure_connection()
+        self.client._connection = await self.client._parent._pool.acquire()
+
     async def guarded_tx_enter(self: TransactionContextPooled) -> Any:
-        return await bounded(lambda: tx_enter(self))
+        # Tortoise's __aenter__ with each wait bounded, and no half-entered transaction left
+        # behind: if BEGIN fails, the context variable is reset and the connection dropped.
+        await bounded(lambda: acquire_for(self))
+        self.token = get_connections().set(self.connection_name, self.client)
+        try:
+            await bounded(self.client.begin)
+        except BaseException:
+            get_connections().reset(self.token)
+            _abandon(self.client._connection)
+            self.client._parent._pool.release(self.client._connection)
+            raise
+        return self.client
 
     async def guarded_tx_exit(self: TransactionContextPooled, exc_type: Any, exc: Any,
                               tb: Any) -> None:
