@@ -14,7 +14,7 @@ import pytest
 from models.notifications import Notification
 from models.policies import Audience
 from models.users import Person, Role, User
-from services import breaker, cache, identity, jobs, notifications, outbox, people, policies
+from services import breaker, cache, identity, jobs, notifications, people, policies
 from services.auth import Principal
 from tests.faults.conftest import RedisServer
 

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-import pymysql
+import pymysql  # type: ignore[import-untyped]
 import pytest
 
 from tests.faults.conftest import MariaDB, RedisServer, free_port, wait_port
@@ -180,7 +180,8 @@ async def _retry_until_answered(c: httpx.AsyncClient, auth: dict[str, str], slot
 
 
 def _invariants(s: Served) -> None:
-    over = s.sql("SELECT id FROM appointment_slots WHERE general_booked + green_booked > general_capacity + green_hold")
+    over = s.sql("SELECT id FROM appointment_slots "
+                 "WHERE general_booked + green_booked > general_capacity + green_hold")
     assert over == [], "overbooked"
     drift = s.sql("""
         SELECT s.id, s.general_booked + s.green_booked AS counted, COUNT(a.id) AS held

@@ -16,7 +16,8 @@ from services.settings import get_settings
 
 
 async def _user() -> int:
-    return (await User.create(openid="o-idem")).id
+    user = await User.create(openid="o-idem")
+    return int(user.id)
 
 
 async def test_abandoned_claim_is_taken_over_after_the_lease() -> None:
