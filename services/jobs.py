@@ -50,6 +50,9 @@ class _Periodic:
 
 
 _periodic: dict[str, _Periodic] = {}
+# Sweeps every worker runs for itself, without a Redis claim (its own local state, or work
+# that must go on while Redis is down). name -> (sweep, interval, next run, monotonic)
+_local: dict[str, list[Any]] = {}
 
 # KEYS[1]=queue KEYS[2]=payloads ARGV[1]=now ARGV[2]=lease_until
 _CLAIM = """
@@ -74,6 +77,27 @@ def periodic(name: str, *, every_seconds: float) -> Callable[[Sweep], Sweep]:
         return fn
 
     return register
+
+
+def local(name: str, *, every_seconds: float) -> Callable[[Any], Any]:
+    def register(fn: Any) -> Any:
+        _local[name] = [fn, every_seconds, 0.0]
+        return fn
+
+    return register
+
+
+async def run_local_once() -> list[str]:
+    ran = []
+    now = time.monotonic()
+    for name, entry in _local.items():
+        fn, every, due = entry
+        if now < due:
+            continue
+        entry[2] = now + every
+        await fn()
+        ran.append(name)
+    return ran
 
 
 async def enqueue(
@@ -162,8 +186,8 @@ async def worker_loop(stop: asyncio.Event, *, poll_seconds: float | None = None)
     listener = asyncio.create_task(outbox.listen(stop))
     try:
         while not stop.is_set():
-            for step, name in ((outbox.dispatch_due, "outbox"), (run_due, "queue"),
-                               (run_periodic_once, "sweeps")):
+            for step, name in ((outbox.dispatch_due, "outbox"), (run_local_once, "local"),
+                               (run_due, "queue"), (run_periodic_once, "sweeps")):
                 try:
                     await asyncio.wait_for(step(), timeout=LEASE_SECONDS)
                 except Exception as exc:

@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     idempotency_lease_seconds: float = 30.0
     # How often each worker looks at the outbox table when nothing wakes it.
     outbox_poll_seconds: float = 1.0
+    # Where each worker journals the scan-log lines it promised (services/scanjournal.py).
+    scan_journal_dir: str = "var/scanlog"
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
