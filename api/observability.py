@@ -36,8 +36,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """``StreamHandler`` with its own ``emit``: the ``sanic`` command loads tracerite, which
+    replaces ``logging.StreamHandler.emit`` to print exceptions as multi-line boxes after the
+    line; a subclass's own method is not replaced, so an error stays one JSON line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stdout)
+    handler = JsonLineHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     # Sanic's own loggers and the ORM's too: an error anywhere is one JSON line (traceback as
     # the "exc" field), never a multi-line trace a log shipper splits into unrelated events.
