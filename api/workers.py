@@ -48,7 +48,10 @@ def _watch(manager: Any, stop: threading.Event) -> None:
         for process in list(manager.processes):
             if not process.name.startswith(_SERVER_PREFIX):
                 continue
-            if process.state.name in ("RESTARTING", "STARTING", "IDLE") or process.is_alive():
+            # Only a worker that died on its own: one the manager is stopping is TERMINATED
+            # (set before its signal), one that exited cleanly COMPLETED; leave those be.
+            if process.is_alive() or process.state.name not in (
+                    "FAILED", "ACKED", "STARTED", "JOINED"):
                 continue
             log.warning("worker died; restarting it",
                         extra={"worker": process.name, "exitcode": process.exitcode})

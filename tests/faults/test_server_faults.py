@@ -106,7 +106,7 @@ def served(own_mariadb: MariaDB, tmp_path_factory: pytest.TempPathFactory) -> It
         _wait_ready(s, timeout=90)
         yield s
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # graceful; SIGINT to the manager alone can hang
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
