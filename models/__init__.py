@@ -19,4 +19,5 @@ MODEL_MODULES: list[str] = [
     "models.org",
     "models.onbehalf",
     "models.online",
+    "models.outbox",
 ]

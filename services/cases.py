@@ -403,8 +403,8 @@ async def open_case(
                                        note=note[:500], using_db=conn)
         if attach is not None:
             await attach(case, conn)
+        await _notify(case, event, using_db=conn)
     await deskview.changed(case.person_id)  # type: ignore[attr-defined]
-    await _notify(case, event)
     return case
 
 
@@ -427,9 +427,10 @@ _EVENT_TEMPLATES = {S.supplement_requested: "case_supplement", S.approved: "case
                     S.rejected: "case_result"}
 
 
-async def _notify(case: Case, event: CaseEvent) -> None:
+async def _notify(case: Case, event: CaseEvent, *, using_db: BaseDBAsyncClient) -> None:
     to = S(event.to_status)
-    await notifications.notify(
+    await notifications.notify_after_commit(
+        using_db=using_db,
         user_id=case.applicant_id,  # type: ignore[attr-defined]
         template=_EVENT_TEMPLATES.get(to, "case_status"),
         data={
@@ -442,7 +443,8 @@ async def _notify(case: Case, event: CaseEvent) -> None:
         page=f"pages/cases/detail?id={case.id}",
     )
     if to in (S.approved, S.rejected):
-        await notifications.notify(
+        await notifications.notify_after_commit(
+            using_db=using_db,
             user_id=case.applicant_id,  # type: ignore[attr-defined]
             template="rating_invite",
             data={"thing1": case.title[:20], "thing2": "请为本次办理评价"},
@@ -547,8 +549,8 @@ async def _move(
             case_id=case.id, actor_id=actor.user_id, actor_kind=kind, action=action,
             from_status=before, to_status=case.status, note=note.strip()[:500], using_db=conn,
         )
+        await _notify(case, event, using_db=conn)
     await deskview.changed(case.person_id)  # type: ignore[attr-defined]
-    await _notify(case, event)
     return case
 
 
