@@ -418,8 +418,8 @@ async def open_case(
                                        note=note[:500], using_db=conn)
         if attach is not None:
             await attach(case, conn)
+        await _notify(case, event, using_db=conn)
     await deskview.changed(case.person_id)  # type: ignore[attr-defined]
-    await _notify(case, event)
     return case
 
 
@@ -452,6 +452,8 @@ class Moved:
     actor: Principal
     now: datetime
     note: str
+    # The move's transaction: a hook's writes pass it (docs/conventions.md).
+    conn: BaseDBAsyncClient
     # True when services/approval decided the move itself (a task's outcome), so the hook
     # must not send it back through the department check it already made.
     by_approval: bool
@@ -469,9 +471,10 @@ _EVENT_TEMPLATES = {S.supplement_requested: "case_supplement", S.approved: "case
                     S.rejected: "case_result"}
 
 
-async def _notify(case: Case, event: CaseEvent) -> None:
+async def _notify(case: Case, event: CaseEvent, *, using_db: BaseDBAsyncClient) -> None:
     to = S(event.to_status)
-    await notifications.notify(
+    await notifications.notify_after_commit(
+        using_db=using_db,
         user_id=case.applicant_id,  # type: ignore[attr-defined]
         template=_EVENT_TEMPLATES.get(to, "case_status"),
         data={
@@ -484,7 +487,8 @@ async def _notify(case: Case, event: CaseEvent) -> None:
         page=f"pages/cases/detail?id={case.id}",
     )
     if to in (S.approved, S.rejected):
-        await notifications.notify(
+        await notifications.notify_after_commit(
+            using_db=using_db,
             user_id=case.applicant_id,  # type: ignore[attr-defined]
             template="rating_invite",
             data={"thing1": case.title[:20], "thing2": "请为本次办理评价"},
@@ -584,7 +588,7 @@ async def _move(
         case.due_at = await _due(case, conn)
         for hook in MOVE_HOOKS:
             await hook(Moved(case=case, action=action, before=before, actor=actor, now=now,
-                             note=note, by_approval=by_approval))
+                             note=note, by_approval=by_approval, conn=conn))
         update = {
             "status": case.status, "accepted_at": case.accepted_at, "due_at": case.due_at,
             "closed_at": case.closed_at, "reopen_count": case.reopen_count,
@@ -603,8 +607,8 @@ async def _move(
             case_id=case.id, actor_id=actor.user_id, actor_kind=kind, action=action,
             from_status=before, to_status=case.status, note=note.strip()[:500], using_db=conn,
         )
+        await _notify(case, event, using_db=conn)
     await deskview.changed(case.person_id)  # type: ignore[attr-defined]
-    await _notify(case, event)
     return case
 
 

@@ -82,7 +82,7 @@ async def choose(*, actor: Principal, case_id: int, method: ReleaseMethod,
                   "recipient_phone_enc": pii.encrypt(clean_phone, purpose=P_RECIPIENT_PHONE),
                   "recipient_phone_masked": mask_phone(clean_phone)}
     now = clock.now()
-    async with in_transaction():
+    async with in_transaction() as conn:
         locked = await Case.filter(id=case.id).select_for_update().first()
         if locked is None or locked.status not in RESULT_READY:
             raise AppError(ErrorCode.release_not_ready)
@@ -90,10 +90,11 @@ async def choose(*, actor: Principal, case_id: int, method: ReleaseMethod,
         if existing is not None:
             if existing.released_at is not None:
                 raise AppError(ErrorCode.release_not_ready, "结果已领取或寄出")
-            await CaseRelease.filter(id=existing.id).update(method=method, chosen_at=now,
-                                                            **fields)
+            await CaseRelease.filter(id=existing.id).using_db(conn).update(
+                method=method, chosen_at=now, **fields)
         else:
-            await CaseRelease.create(case_id=case.id, method=method, chosen_at=now, **fields)
+            await CaseRelease.create(case_id=case.id, method=method, chosen_at=now,
+                                     using_db=conn, **fields)
     return await CaseRelease.get(case_id=case.id)
 
 
@@ -115,19 +116,21 @@ async def _blockers(case: Case) -> None:
 async def _release(*, actor: Principal, case: Case, method: ReleaseMethod, note: str,
                    **done: object) -> CaseRelease:
     now = clock.now()
-    async with in_transaction():
+    async with in_transaction() as conn:
         rel = await CaseRelease.filter(case_id=case.id).select_for_update().first()
         if rel is None:
-            rel = await CaseRelease.create(case_id=case.id, method=method, chosen_at=now)
+            rel = await CaseRelease.create(case_id=case.id, method=method, chosen_at=now,
+                                           using_db=conn)
         if rel.released_at is not None:
             raise AppError(ErrorCode.release_not_ready, "结果已领取或寄出")
         if rel.method is not method:
             raise AppError(ErrorCode.release_method)
-        await CaseRelease.filter(id=rel.id).update(released_by_id=actor.user_id,
-                                                   released_at=now, **done)
-    # The case's table move, after the release row: a crash between leaves the release
-    # recorded and the case 'approved', which the clerk's retry (same person) completes.
-    await cases.move_decided(actor=actor, case_id=case.id, action=Action.deliver, note=note)
+        await CaseRelease.filter(id=rel.id).using_db(conn).update(
+            released_by_id=actor.user_id, released_at=now, **done)
+        # The case's table move in the same transaction (a savepoint): released and
+        # delivered stand or fall together.
+        await cases.move_decided(actor=actor, case_id=case.id, action=Action.deliver,
+                                 note=note)
     return await CaseRelease.get(case_id=case.id)
 
 

@@ -13,9 +13,10 @@ Taking a task is a conditional update on ``(status='pending', version)`` under t
 lock, so two approvers clicking at once end with one holder (tests/integration/
 test_approval_mysql.py). Locks are always taken case first, then task, like every case move.
 
-Once every task is decided the case moves (all approved → approve; any rejected → reject). That
-move happens after the last decision commits; if the process dies in between, the
-``approval.settle`` sweep finds the case from the database and finishes it.
+Once every task is decided the case moves (all approved → approve; any rejected → reject), in
+the last decision's own transaction (the case's move is a savepoint inside it, and its notices go
+through the outbox). The ``approval.settle`` sweep is the safety net for a case left with every
+task decided and no move (a task decided by a path that did not settle, data repaired by hand).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from models.approval import DECIDED_TASK, OPEN_TASK, TASK_STATUS_LABELS, CaseTask, TaskStatus
@@ -70,7 +72,7 @@ def _due(case: Case, days: int,
     return workcalendar.due_with_pauses(case.accepted_at, days, pauses)
 
 
-async def _route(case: Case) -> None:
+async def _route(case: Case, conn: BaseDBAsyncClient) -> None:
     by_dept: dict[str, list[ServiceItem]] = {}
     for it in await _items_of(case):
         by_dept.setdefault(it.department, []).append(it)
@@ -83,10 +85,10 @@ async def _route(case: Case) -> None:
         days = max(it.promised_limit_days for it in items)
         await CaseTask.create(case_id=case.id, department=dept, hall_code=case.hall_code,
                               items={"codes": [it.code for it in items]}, promised_days=days,
-                              due_at=_due(case, days, pauses))
+                              due_at=_due(case, days, pauses), using_db=conn)
 
 
-async def _refresh_due(case: Case, tasks: list[CaseTask]) -> None:
+async def _refresh_due(case: Case, tasks: list[CaseTask], conn: BaseDBAsyncClient) -> None:
     """限时办结 per sub-task follows the case's clock: paused while a supplement is open, new
     from a reopening."""
     pauses = await cases.pauses_of(case) if case.accepted_at else []
@@ -95,7 +97,7 @@ async def _refresh_due(case: Case, tasks: list[CaseTask]) -> None:
             continue
         due = _due(case, t.promised_days, pauses)
         if due != t.due_at:
-            await CaseTask.filter(id=t.id).update(due_at=due)
+            await CaseTask.filter(id=t.id).using_db(conn).update(due_at=due)
 
 
 def _may_decide(sc: Scope, task: CaseTask) -> bool:
@@ -108,7 +110,7 @@ async def _on_move(m: Moved) -> None:
     if case.status is S.accepted and not tasks:
         # Whatever move accepted it (the table's accept, or a window action the front half
         # adds, such as 容缺受理), an accepted case goes to its departments.
-        await _route(case)
+        await _route(case, m.conn)
         return
     if not tasks:
         return
@@ -121,21 +123,21 @@ async def _on_move(m: Moved) -> None:
             raise AppError(ErrorCode.approval_by_departments)
         outcome = TaskStatus.approved if m.action is Action.approve else TaskStatus.rejected
         for t in undecided:
-            await CaseTask.filter(id=t.id).update(
+            await CaseTask.filter(id=t.id).using_db(m.conn).update(
                 status=outcome, decided_by_id=m.actor.user_id, decided_at=m.now,
                 opinion=m.note.strip()[:500], version=t.version + 1)
         return
     if m.action is Action.reopen:
         # Reopened = accepted afresh: every department looks at it again, with a new promise.
-        await CaseTask.filter(case_id=case.id).update(
+        await CaseTask.filter(case_id=case.id).using_db(m.conn).update(
             status=TaskStatus.pending, claimed_by_id=None, claimed_at=None, decided_by_id=None,
             decided_at=None, opinion="")
         tasks = await CaseTask.filter(case_id=case.id).order_by("id")
     elif m.action is Action.start_review and m.before is S.returned:
         # The window cleared it up and sends it on: the returning department's queue again.
-        await CaseTask.filter(case_id=case.id, status=TaskStatus.returned).update(
-            status=TaskStatus.pending, claimed_by_id=None, claimed_at=None)
-    await _refresh_due(case, tasks)
+        await CaseTask.filter(case_id=case.id, status=TaskStatus.returned).using_db(
+            m.conn).update(status=TaskStatus.pending, claimed_by_id=None, claimed_at=None)
+    await _refresh_due(case, tasks, m.conn)
 
 
 cases.MOVE_HOOKS.append(_on_move)
@@ -215,7 +217,7 @@ async def get_task(*, actor: Principal, task_id: int) -> CaseTask:
 async def claim(*, actor: Principal, task_id: int) -> CaseTask:
     """Take a task from the queue: one holder, however many click at once."""
     now = clock.now()
-    async with in_transaction():
+    async with in_transaction() as conn:
         task, case = await _locked(actor, task_id)
         _workable(case)
         if task.status is TaskStatus.claimed and task.claimed_by_id == actor.user_id:  # type: ignore[attr-defined]
@@ -227,14 +229,15 @@ async def claim(*, actor: Principal, task_id: int) -> CaseTask:
         # Conditional on the state and version read: where the backend has no row locks
         # this is what keeps a second taker out.
         took = await CaseTask.filter(id=task.id, status=TaskStatus.pending,
-                                     version=task.version).update(
+                                     version=task.version).using_db(conn).update(
             status=TaskStatus.claimed, claimed_by_id=actor.user_id, claimed_at=now,
             version=task.version + 1)
         if not took:
             raise AppError(ErrorCode.task_taken)
-    if case.status in (S.accepted, S.resubmitted):
-        # The applicant sees 审查中 once a department works on it.
-        await _start_review(actor, case.id, note=f"{task.department}开始审批")
+        if case.status in (S.accepted, S.resubmitted):
+            # The applicant sees 审查中 once a department works on it: the case's move runs
+            # inside this transaction (a savepoint), so the take and the move stand together.
+            await _start_review(actor, case.id, note=f"{task.department}开始审批")
     return await get_task(actor=actor, task_id=task_id)
 
 
@@ -261,7 +264,7 @@ async def decide(*, actor: Principal, task_id: int, approve: bool, opinion: str)
     every department has."""
     opinion = _opinion(opinion, least=2, field="opinion", what="审批意见")
     now = clock.now()
-    async with in_transaction():
+    async with in_transaction() as conn:
         task, case = await _locked(actor, task_id)
         _workable(case)
         if task.status is not TaskStatus.claimed:
@@ -269,12 +272,14 @@ async def decide(*, actor: Principal, task_id: int, approve: bool, opinion: str)
         if task.claimed_by_id != actor.user_id:  # type: ignore[attr-defined]
             raise AppError(ErrorCode.task_taken, "该审批任务由他人办理")
         outcome = TaskStatus.approved if approve else TaskStatus.rejected
-        moved = await CaseTask.filter(id=task.id, version=task.version).update(
+        moved = await CaseTask.filter(id=task.id, version=task.version).using_db(conn).update(
             status=outcome, decided_by_id=actor.user_id, decided_at=now, opinion=opinion,
             version=task.version + 1)
         if not moved:
             raise AppError(ErrorCode.task_state)
-    await settle(case_id=case.id, actor=actor)
+        # The last decision moves the case in the same transaction (the case row is already
+        # locked here, so two departments' last decisions run one after the other).
+        await settle(case_id=case.id, actor=actor)
     return await get_task(actor=actor, task_id=task_id)
 
 
