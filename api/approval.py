@@ -3,17 +3,19 @@ result window (出件: the applicant's choice, window hand-over, EMS)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
 
 from api.endpoint import endpoint
 from models.approval import CaseRelease, CaseTask, ReleaseMethod, TaskStatus
 from models.ratings import RatingReview, ReviewVerdict
 from models.users import Role
-from services import clock
+from services import clock, idempotency
 from services import ratings as rating_service
 from services.approval import release, tasks
 from services.auth import Principal
@@ -98,6 +100,21 @@ class ReleaseOut(BaseModel):
     released_at: datetime | None
 
 
+async def _once(request: Request, principal: Principal, body: BaseModel,
+                make: Callable[[], Awaitable[BaseModel]]) -> HTTPResponse:
+    """With an Idempotency-Key a retried decision or hand-over gets the original answer, not a
+    409 saying it is already done (services/idempotency.py)."""
+    async def action() -> tuple[int, object]:
+        return 200, (await make()).model_dump(mode="json")
+
+    status, payload = await idempotency.run_once(
+        user_id=principal.user_id, key=request.headers.get("idempotency-key"),
+        fingerprint=idempotency.request_fingerprint("POST", request.path,
+                                                    body.model_dump(mode="json")),
+        action=action)
+    return json(payload, status=status)
+
+
 def task_out(t: CaseTask) -> ApprovalTaskOut:
     c = t.case
     now = clock.now()
@@ -144,11 +161,14 @@ async def claim(_request: Request, task_id: int, principal: Principal) -> Approv
 
 @bp.post("/tasks/<task_id:int>/decision")
 @endpoint(body=ApprovalDecisionIn, response=ApprovalTaskOut, roles=STAFF,
-          summary="批准或不予批准（附审批意见）", tag="approval")
-async def decide(_request: Request, task_id: int, body: ApprovalDecisionIn,
-                 principal: Principal) -> ApprovalTaskOut:
-    return task_out(await tasks.decide(actor=principal, task_id=task_id, approve=body.approve,
-                                       opinion=body.opinion))
+          summary="批准或不予批准（附审批意见；可带 Idempotency-Key 安全重试）", tag="approval")
+async def decide(request: Request, task_id: int, body: ApprovalDecisionIn,
+                 principal: Principal) -> HTTPResponse:
+    async def make() -> BaseModel:
+        return task_out(await tasks.decide(actor=principal, task_id=task_id,
+                                           approve=body.approve, opinion=body.opinion))
+
+    return await _once(request, principal, body, make)
 
 
 @bp.post("/tasks/<task_id:int>/return")
@@ -172,12 +192,15 @@ async def choose(_request: Request, case_id: int, body: ReleaseChoiceIn,
 
 @bp.post("/cases/<case_id:int>/pickup")
 @endpoint(body=ReleasePickupIn, response=ReleaseOut, roles=STAFF,
-          summary="窗口出件：核验领取人个人码或身份证", tag="approval")
-async def pickup(_request: Request, case_id: int, body: ReleasePickupIn,
-                 principal: Principal) -> ReleaseOut:
-    return release_out(await release.hand_over(actor=principal, case_id=case_id,
-                                               person_code=body.person_code,
-                                               id_number=body.id_number))
+          summary="窗口出件：核验领取人个人码或身份证（可带 Idempotency-Key）", tag="approval")
+async def pickup(request: Request, case_id: int, body: ReleasePickupIn,
+                 principal: Principal) -> HTTPResponse:
+    async def make() -> BaseModel:
+        return release_out(await release.hand_over(actor=principal, case_id=case_id,
+                                                   person_code=body.person_code,
+                                                   id_number=body.id_number))
+
+    return await _once(request, principal, body, make)
 
 
 class ReleaseAddressOut(BaseModel):
@@ -196,11 +219,14 @@ async def mail_address(_request: Request, case_id: int,
 
 @bp.post("/cases/<case_id:int>/mail")
 @endpoint(body=ReleaseMailIn, response=ReleaseOut, roles=STAFF,
-          summary="邮寄出件：登记EMS单号", tag="approval")
-async def mail(_request: Request, case_id: int, body: ReleaseMailIn,
-               principal: Principal) -> ReleaseOut:
-    return release_out(await release.mail(actor=principal, case_id=case_id,
-                                          tracking_no=body.tracking_no))
+          summary="邮寄出件：登记EMS单号（可带 Idempotency-Key）", tag="approval")
+async def mail(request: Request, case_id: int, body: ReleaseMailIn,
+               principal: Principal) -> HTTPResponse:
+    async def make() -> BaseModel:
+        return release_out(await release.mail(actor=principal, case_id=case_id,
+                                              tracking_no=body.tracking_no))
+
+    return await _once(request, principal, body, make)
 
 
 

@@ -462,3 +462,17 @@ async def test_a_person_code_redis_lost_is_refused_not_guessed(w: World) -> None
                              json={"person_code": "P" + "A" * 40})
     assert forged.status == 404 and forged.json["error"]["code"] == "code_unrecognised"
     assert await _status(cid) == "approved"
+
+
+async def test_a_retried_decision_with_its_key_gets_the_original_answer(w: World) -> None:
+    cid = await _accepted(w)
+    tid = await _task(w, cid)
+    await w.mz.post(f"/api/v1/approval/tasks/{tid}/claim")
+    body = {"approve": True, "opinion": "符合条件"}
+    key = {"Idempotency-Key": "decide-once-1"}
+    first = await w.mz.post(f"/api/v1/approval/tasks/{tid}/decision", json=body, headers=key)
+    again = await w.mz.post(f"/api/v1/approval/tasks/{tid}/decision", json=body, headers=key)
+    assert first.status == again.status == 200 and first.json == again.json
+    bare = await w.mz.post(f"/api/v1/approval/tasks/{tid}/decision", json=body)
+    assert bare.status == 409  # without the key a repeat is a new request: already decided
+    assert await CaseEvent.filter(case_id=cid, action="approve").count() == 1
