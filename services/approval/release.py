@@ -117,6 +117,8 @@ async def _release(*, actor: Principal, case: Case, method: ReleaseMethod, note:
                    **done: object) -> CaseRelease:
     now = clock.now()
     async with in_transaction() as conn:
+        # Case first, then its release row, as ``choose`` does: one lock order, no deadlock.
+        await Case.filter(id=case.id).select_for_update().first()
         rel = await CaseRelease.filter(case_id=case.id).select_for_update().first()
         if rel is None:
             rel = await CaseRelease.create(case_id=case.id, method=method, chosen_at=now,
