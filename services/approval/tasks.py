@@ -302,12 +302,17 @@ async def settle(*, case_id: int, actor: Principal) -> Case | None:
     """Decide the case when every department has: all approved → approved, any rejected →
     rejected (their opinions on the timeline). Safe to repeat and to race: the case's table
     move happens once, the others find it moved."""
-    tasks = await CaseTask.filter(case_id=case_id).order_by("id")
+    # Locking reads: inside a decision's transaction a plain read would see the snapshot
+    # taken before another department's decision committed (REPEATABLE READ), and neither
+    # of two racing last decisions would move the case.
+    tasks = await CaseTask.filter(case_id=case_id).select_for_update().order_by("id")
     if not tasks or any(t.status not in DECIDED_TASK for t in tasks):
         return None
     ok = all(t.status is TaskStatus.approved for t in tasks)
     note = "；".join(f"{t.department}：{t.opinion}" for t in tasks)[:500]
-    case = await Case.get(id=case_id)
+    case = await Case.filter(id=case_id).select_for_update().first()
+    if case is None:
+        return None
     if case.status in (S.accepted, S.resubmitted):
         await _start_review(actor, case_id, note="")
     try:
