@@ -34,6 +34,7 @@ ACCOUNTS: dict[str, tuple[tuple[Role, ...], str | None]] = {
     # 综窗 (issue 12): approvers of the two departments of 企业注销登记一件事 (YJS-06).
     "demo-approver-sj": ((Role.staff,), None),
     "demo-approver-sw": ((Role.staff,), None),
+    "demo-approver-gjj": ((Role.staff,), None),  # 市住房公积金中心 (the online journey's item)
 }
 # code -> positions (position, hall code / department name (a city department) / region code)
 POSITIONS: dict[str, list[tuple[Position, str]]] = {
@@ -48,6 +49,7 @@ POSITIONS: dict[str, list[tuple[Position, str]]] = {
     "demo-helper2": [(Position.helper, "H-XF-000"), (Position.helper, "H-XF-101")],
     "demo-approver-sj": [(Position.approver, "市市场监管局")],
     "demo-approver-sw": [(Position.approver, "市税务局")],
+    "demo-approver-gjj": [(Position.approver, "市住房公积金中心")],
 }
 # Every other hall gets a clerk, a manager and a helper of its own (login code
 # "<position>@<hall code>", e.g. clerk@H-HX-000), so every hall is staffed in the demo.

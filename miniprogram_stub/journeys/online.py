@@ -9,6 +9,7 @@ from typing import Any
 from PIL import Image
 
 from miniprogram_stub.client import JourneyError, Journeys, MiniProgram
+from miniprogram_stub.journeys.approval import department_approves
 
 
 def _photo(colour: tuple[int, int, int]) -> bytes:
@@ -83,8 +84,9 @@ async def journey_apply_online_supplement_approved(j: Journeys) -> None:
     assert [m["name"] for m in done["materials"] if m["supplement_id"]] == \
         ["购房合同或租房备案证明"], done["materials"]
     await staff.call("POST", f"/api/v1/cases/{cid}/transitions", json={"action": "start_review"})
-    approved = await staff.call("POST", f"/api/v1/cases/{cid}/transitions",
-                                json={"action": "approve", "note": "材料齐全，准予提取"})
+    # The department decides (后台分类审批, services/approval): 市住房公积金中心's approver.
+    await department_approves(await j.phone("demo-approver-gjj"), cid, "材料齐全，准予提取")
+    approved = await zhang.call("GET", f"/api/v1/cases/{cid}")
     assert approved["status"] == "approved", approved
     # Nobody else gets a byte.
     wang = await j.phone("wang")
