@@ -38,11 +38,14 @@ LEASE = 5.0
 _PREPARE = """
 import asyncio
 from tortoise import Tortoise
-from services import db, seed
+from services import cache, db, seed
+from services.settings import get_settings
 async def main():
     await Tortoise.init(config=db.tortoise_config(), _enable_global_fallback=True)
     await Tortoise.generate_schemas()
+    await cache.open_cache(get_settings().redis_url)  # seeding tells workers what changed
     await seed.run()
+    await cache.close_cache()
     await Tortoise.close_connections()
 asyncio.run(main())
 """
