@@ -161,11 +161,12 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, target: str, env: dict[str, str], log: Path) -> None:
+    def __init__(self, target: str, env: dict[str, str], log: Path, workers: int = 1) -> None:
         self.port = _free_port()
         self.log = log.open("w")
+        procs = ["--single-process"] if workers == 1 else ["--workers", str(workers)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sanic", target, "--factory", "--single-process",
+            [sys.executable, "-m", "sanic", target, "--factory", *procs,
              "--host", "127.0.0.1", "--port", str(self.port), "--no-access-logs", "--no-motd"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
