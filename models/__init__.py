@@ -18,4 +18,6 @@ MODEL_MODULES: list[str] = [
     "models.messages",
     "models.org",
     "models.onbehalf",
+    "models.online",
+    "models.outbox",
 ]

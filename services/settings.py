@@ -124,6 +124,23 @@ class Settings(BaseSettings):
     case_reopen_days: int = 15
     case_due_soon_hours: int = 24
     helper_offer_timeout_minutes: int = 30
+    # Bounded waits (issue 16): no request waits on a stalled dependency longer than these.
+    # request_deadline_seconds is the whole request's budget and so also every query's; the
+    # breaker opens after breaker_failures consecutive failures for breaker_open_seconds.
+    request_deadline_seconds: float = 10.0
+    db_connect_timeout_seconds: float = 3.0
+    db_acquire_timeout_seconds: float = 3.0
+    db_statement_timeout_seconds: float = 8.0
+    redis_timeout_seconds: float = 1.0
+    breaker_failures: int = 3
+    breaker_open_seconds: float = 5.0
+    # An Idempotency-Key left "in progress" (worker killed, database frozen) is taken over by a
+    # retry after this long; longer than the request deadline so a live attempt is never raced.
+    idempotency_lease_seconds: float = 30.0
+    # How often each worker looks at the outbox table when nothing wakes it.
+    outbox_poll_seconds: float = 1.0
+    # Where each worker journals the scan-log lines it promised (services/scanjournal.py).
+    scan_journal_dir: str = "var/scanlog"
 
     # 实名 + 实人 (services/verification.py): verification attempts per account and per ID
     # number in a window — binding must not be a way to test which name goes with a number.
@@ -164,6 +181,39 @@ class Settings(BaseSettings):
     on_behalf_worker_rate_limit: int = 30
     on_behalf_id_rate_limit: int = 10
     on_behalf_rate_window_seconds: int = 3600
+    # 全程网办 (docs/online.md). Object storage: "local" is a folder under var/ (one machine);
+    # "s3" any S3-compatible store (MinIO, a 政务云 object service) at online_s3_endpoint.
+    online_storage: Literal["local", "s3"] = "local"
+    online_storage_dir: str = "var/objects"
+    online_s3_endpoint: str = ""
+    online_s3_bucket: str = "xiaoqing-materials"
+    online_s3_region: str = "cn-northwest-1"
+    online_s3_access_key: str = ""
+    online_s3_secret_key: str = ""
+    # Seconds before a store that does not answer is a 503 rather than a hung upload.
+    online_s3_timeout_seconds: float = 5.0
+    online_upload_max_bytes: int = 20 * 1024 * 1024
+    online_upload_rate_limit: int = 100  # per account per hour
+    online_upload_tmp_dir: str = "var/tmp"
+    # Longest side kept: documents stay legible, and big photos decode scaled (uploads.py).
+    online_image_max_side: int = 2048
+    online_thumb_side: int = 320
+    # Staff see PDFs rendered page by page with a watermark: bound the work one file can ask.
+    online_pdf_max_pages: int = 30
+    # Signed material links: short-lived, for <image src> and wx.downloadFile (no headers).
+    online_link_ttl_seconds: int = 300
+    # How long an accepted material may be reused (免提交) after staff accepted it.
+    online_reuse_valid_days: int = 365
+    # Retention: drafts untouched this long lose their uploads; uploads never attached to
+    # anything are deleted after online_orphan_upload_hours.
+    online_draft_retention_days: int = 30
+    online_orphan_upload_hours: int = 48
+    # Virus scanning: "none" (development), or "clamd" at host:port (INSTREAM protocol).
+    online_virus_scan: Literal["none", "clamd"] = "none"
+    online_clamd_address: str = "127.0.0.1:3310"
+    # /docs (the page and /docs/openapi.json). Unset: on in development and test, off in
+    # production, where the intranet page is opt-in with XQ_DOCS_ENABLED=true.
+    docs_enabled: bool | None = None
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
@@ -208,6 +258,8 @@ class Settings(BaseSettings):
         if self.database_url.startswith("sqlite://"):
             candidates.append(Path(self.database_url.removeprefix("sqlite://")))
         return any(p.is_file() and p.stat().st_size > 0 for p in candidates)
+    def docs_on(self) -> bool:
+        return self.env != "production" if self.docs_enabled is None else self.docs_enabled
 
     def data_key_bytes(self) -> bytes:
         try:
