@@ -9,7 +9,9 @@ Run from the repo root::
 What it does: prepares a throwaway SQLite database (schemas + ``manage.py seed``) and Redis db 12,
 mints a staff access token and codes, starts both servers as subprocesses (``sanic ...
 --single-process``: one event loop each, so the comparison is loop against loop), then drives
-them alternately with the same number of keep-alive connections for the same time, in rounds,
+them alternately with the same number of keep-alive connections for the same time, in rounds
+(with ``wrk`` by default — see bench/wrk/__init__.py for how to get it; ``--client python`` uses
+the asyncio client below), against a Redis db of its own (``XQ_BENCH_REDIS_URL``; it is flushed),
 and prints throughput, the ratio, p50/p99 latency, and the CPU the server process and Redis spent
 per request (the load generator shares the machine, so CPU per request is the steadier figure).
 The real app runs its background jobs, so the scan-log flush is part of what is measured.
