@@ -254,8 +254,17 @@ async def book(
     *, actor: Principal, slot_id: int, item_code: str, on_behalf_of: OnBehalf | None = None,
     request_id: str = "",
 ) -> Appointment:
-    person = await _resolve_person(actor, on_behalf_of)
-    slot = await _bookable_slot(slot_id)
+    if on_behalf_of is None:
+        slot = await _bookable_slot(slot_id)
+        # Full even for a green booker (who may use every pool) is full for anyone: refused
+        # before the person is read, so each of a crowd behind a sold-out slot costs one
+        # read. (On behalf, the relation check stays first: it counts every attempt.)
+        if slots.remaining_for(slot, green=True) <= 0:
+            raise AppError(ErrorCode.slot_full)
+        person = await _resolve_person(actor, None)
+    else:
+        person = await _resolve_person(actor, on_behalf_of)
+        slot = await _bookable_slot(slot_id)
     await _item_for(slot, item_code)
     by_worker = on_behalf_of is not None
     green = slots.is_green(person, on=clock.local(slot.starts_at).date(), by_worker=by_worker)
