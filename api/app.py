@@ -30,6 +30,7 @@ from api import org as org_api
 from api import policies as policies_api
 from api import ratings as ratings_api
 from api import stats as stats_api
+from api import window as window_api
 from services import cache, db, jobs
 from services import wechat as wechat_service
 from services.settings import Settings, SettingsError, get_settings
@@ -51,6 +52,7 @@ BLUEPRINTS = [
     messages_api.bp, messages_api.notices_bp, messages_api.admin_bp,
     org_api.bp, org_api.admin_bp,
     grids_api.bp,
+    window_api.bp,
 ]
 
 

@@ -18,4 +18,5 @@ MODEL_MODULES: list[str] = [
     "models.messages",
     "models.org",
     "models.onbehalf",
+    "models.window",
 ]

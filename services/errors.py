@@ -79,6 +79,11 @@ class ErrorCode(Enum):
     # so the answer never tells whether a name fits a registered ID number.
     on_behalf_not_permitted = (403, "无法代办：须为您网格内的居民、居民本人已授权或由您登记，"
                                     "且姓名与身份证号一致")
+    # 综窗 at the window (services/window/)
+    window_clerk_only = (403, "仅大厅综窗受理员可以在窗口受理")
+    window_key_materials_missing = (409, "尚缺必须当场提交的材料，不能受理")
+    window_result_blocked = (409, "尚有容缺材料未补齐，暂不能发放结果")
+    window_commitment_checked = (409, "该承诺已核查")
 
     @property
     def status(self) -> int:
