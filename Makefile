@@ -10,7 +10,8 @@ HOST    ?= 127.0.0.1
 PORT    ?= 8000
 WORKERS ?= 1
 
-.PHONY: run test quick lint typecheck migrate migration check-migrations seed journeys fuzz bench clean
+.PHONY: run test quick lint typecheck migrate migration check-migrations seed journeys fuzz bench clean \
+	ts-client docs-check
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -61,5 +62,14 @@ bench: $(STAMP)
 test: $(STAMP)
 	bash scripts/test.sh
 
+# After changing any request or response model: regenerate the mini program's TypeScript
+# types from the OpenAPI document (and compile its client against them); commit the result.
+ts-client: $(STAMP)
+	bash scripts/ts_client.sh generate
+
+# /docs in headless Chromium with no network but loopback: every operation must be drawn.
+docs-check: $(STAMP)
+	$(BIN)/python scripts/docs_browser_check.py
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache miniprogram_stub/ts/node_modules

@@ -18,7 +18,7 @@ from services.auth import Principal, role_names
 bp = Blueprint("admin_users", url_prefix="/api/v1/admin")
 
 
-class GrantIn(BaseModel):
+class RoleGrantIn(BaseModel):
     role: str = Field(description="helper / community_worker / enterprise_agent / staff / admin")
 
 
@@ -46,11 +46,11 @@ class UserListOut(BaseModel):
     next_cursor: int | None
 
 
-class RevealIn(BaseModel):
+class PersonRevealIn(BaseModel):
     reason: str = Field(min_length=4, max_length=255, description="查看事由，写入审计日志")
 
 
-class RevealOut(BaseModel):
+class PersonRevealOut(BaseModel):
     person_id: int
     name: str
     id_number: str
@@ -102,9 +102,10 @@ async def list_users(_request: Request, query: UserListQuery) -> UserListOut:
 
 
 @bp.post("/users/<user_id:int>/roles")
-@endpoint(body=GrantIn, response=RolesOut, roles=[Role.admin], summary="授予角色", tag="admin",
+@endpoint(body=RoleGrantIn, response=RolesOut, roles=[Role.admin], summary="授予角色", tag="admin",
           errors=(503,))
-async def grant(_request: Request, user_id: int, body: GrantIn, principal: Principal) -> RolesOut:
+async def grant(_request: Request, user_id: int, body: RoleGrantIn,
+                principal: Principal) -> RolesOut:
     roles = await users.grant_role(actor=principal, user_id=user_id, role=body.role)
     return RolesOut(user_id=user_id, roles=roles)
 
@@ -118,13 +119,13 @@ async def revoke(_request: Request, user_id: int, role: str, principal: Principa
 
 
 @bp.post("/persons/<person_id:int>/reveal")
-@endpoint(body=RevealIn, response=RevealOut, roles=[Role.staff, Role.admin],
+@endpoint(body=PersonRevealIn, response=PersonRevealOut, roles=[Role.staff, Role.admin],
           summary="查看完整个人信息（须填事由，写审计日志）", tag="admin")
-async def reveal(request: Request, person_id: int, body: RevealIn,
-                 principal: Principal) -> RevealOut:
+async def reveal(request: Request, person_id: int, body: PersonRevealIn,
+                 principal: Principal) -> PersonRevealOut:
     shown = await people.reveal(actor=principal, person_id=person_id, reason=body.reason,
                                 request_id=request_id(request))
-    return RevealOut(person_id=shown.person_id, name=shown.name, id_number=shown.id_number,
+    return PersonRevealOut(person_id=shown.person_id, name=shown.name, id_number=shown.id_number,
                      phone=shown.phone, birth_date=shown.birth_date)
 
 

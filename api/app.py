@@ -19,6 +19,7 @@ from api import admin, auth, errors, health, me, observability
 from api import appointments as appointments_api
 from api import cases as cases_api
 from api import codes as codes_api
+from api import docs as docs_api
 from api import feedback as feedback_api
 from api import grids as grids_api
 from api import guide as guide_api
@@ -26,11 +27,13 @@ from api import helpers as helpers_api
 from api import identity as identity_api
 from api import map as map_api
 from api import messages as messages_api
+from api import online as online_api
 from api import org as org_api
 from api import policies as policies_api
 from api import ratings as ratings_api
 from api import stats as stats_api
 from api import window as window_api
+from api.endpoint import TAG_DESCRIPTIONS
 from services import cache, db, jobs
 from services import wechat as wechat_service
 from services.settings import Settings, SettingsError, get_settings
@@ -52,6 +55,7 @@ BLUEPRINTS = [
     messages_api.bp, messages_api.notices_bp, messages_api.admin_bp,
     org_api.bp, org_api.admin_bp,
     grids_api.bp,
+    online_api.bp, online_api.admin_bp,
     window_api.bp,
 ]
 
@@ -94,9 +98,16 @@ def create_app(
     config = Config()
     config.FALLBACK_ERROR_FORMAT = "json"
     config.REQUEST_MAX_SIZE = 2 * 1024 * 1024
+    config.OAS = settings.docs_on()
     config.OAS_URL_PREFIX = "/docs"
-    config.OAS_UI_DEFAULT = "swagger"
-    config.OAS_UI_REDOC = False
+    # sanic-ext's own pages load their UI from a CDN: ours (Swagger UI 5 from a package, see
+    # api/docs.py) is served from the slot that serves any HTML file and adds no other route.
+    config.OAS_UI_SWAGGER = False
+    config.OAS_UI_REDOC = True
+    config.OAS_UI_DEFAULT = "redoc"
+    config.OAS_PATH_TO_REDOC_HTML = str(docs_api.PAGE)
+    config.OAS_URI_TO_REDOC = "/ui"
+    config.OAS_UI_REDOC_VERSION = docs_api.SWAGGER_UI_VERSION
     config.OAS_AUTODOC = False
     config.CORS = False
     config.HEALTH = False
@@ -113,6 +124,8 @@ def create_app(
         '`{"error": {"code", "message", "fields"}}`；时间均为 Asia/Shanghai (+08:00)。',
     )
     app.ext.openapi.add_security_scheme("bearer", "http", scheme="bearer", bearer_format="JWT")
+    for tag, description in TAG_DESCRIPTIONS.items():
+        app.ext.openapi.tag(tag, description)
 
     # The one app-wide response middleware: each costs every request about a Redis GET.
     @app.middleware("response", priority=100)
@@ -131,6 +144,8 @@ def create_app(
     errors.install(app)
     for bp in BLUEPRINTS:
         app.blueprint(bp)
+    if settings.docs_on():
+        app.blueprint(docs_api.bp)
 
     gateway, app.ctx.fake_wechat = build_wechat(settings)
     wechat_service.configure(gateway)

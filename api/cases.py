@@ -79,7 +79,7 @@ class SupplementIn(BaseModel):
     note: str = Field(default="", max_length=500)
 
 
-class ReopenIn(BaseModel):
+class CaseReopenIn(BaseModel):
     reason: str = Field(min_length=4, max_length=500, description="重新办理的理由")
 
 
@@ -350,8 +350,8 @@ async def supplement(_request: Request, case_id: int, body: SupplementIn,
 
 
 @bp.post("/<case_id:int>/reopen")
-@endpoint(body=ReopenIn, response=CaseOut, summary="办结后申请重新办理", tag="cases")
-async def reopen(_request: Request, case_id: int, body: ReopenIn,
+@endpoint(body=CaseReopenIn, response=CaseOut, summary="办结后申请重新办理", tag="cases")
+async def reopen(_request: Request, case_id: int, body: CaseReopenIn,
                  principal: Principal) -> CaseOut:
     await cases.reopen(actor=principal, case_id=path_id(case_id, "办件"), reason=body.reason)
     return await _detail(principal, case_id)

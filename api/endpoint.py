@@ -9,7 +9,8 @@ so the document can't drift from what the handler really accepts and returns.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from enum import Enum
 from functools import wraps
 from typing import Any, get_args, get_origin
 
@@ -17,7 +18,13 @@ from pydantic import BaseModel, ValidationError
 from sanic import Request
 from sanic.response import HTTPResponse, json
 from sanic_ext.extensions.openapi import openapi
-from sanic_ext.extensions.openapi.definitions import Component, Parameter, RequestBody, Response
+from sanic_ext.extensions.openapi.definitions import (
+    Component,
+    Parameter,
+    Reference,
+    RequestBody,
+    Response,
+)
 from sanic_ext.extensions.openapi.types import Schema
 
 from api.schemas import ErrorBody
@@ -211,6 +218,106 @@ def _check_path_params(params: dict[str, Any]) -> None:
             raise AppError(ErrorCode.not_found)
 
 
+class SchemaNameClash(RuntimeError):
+    """Two different classes under one OpenAPI component name."""
+
+
+# Component name -> the one class documented under it. sanic-ext keys components by class
+# name and keeps whichever registers first (nested models are even overwritten by the last),
+# so two `GrantIn`s silently documented the admin role grant as the proxy-authorization body.
+_COMPONENT_OWNERS: dict[str, type] = {}
+
+
+def _documented_types(model: type, seen: set[type] | None = None) -> Iterator[type]:
+    """The model and every model or enum nested in its fields: each becomes a component."""
+    seen = set() if seen is None else seen
+    if model in seen:
+        return
+    seen.add(model)
+    yield model
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return
+    for field in model.model_fields.values():
+        stack: list[Any] = [field.annotation]
+        while stack:
+            hint = stack.pop()
+            stack.extend(get_args(hint))
+            if isinstance(hint, type) and issubclass(hint, BaseModel | Enum):
+                yield from _documented_types(hint, seen)
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def schema_component(model: type[BaseModel]) -> Reference:
+    """The one way a pydantic model enters the OpenAPI document. A second class under a name
+    already taken raises at import, so an app with a clash cannot start (prefix the newer
+    class with its domain: `ProxyGrantIn`, `CaseReopenIn`)."""
+    for cls in _documented_types(model):
+        owner = _COMPONENT_OWNERS.setdefault(cls.__name__, cls)
+        if owner is not cls:
+            raise SchemaNameClash(
+                f"OpenAPI component {cls.__name__!r} would document both {_where(owner)} "
+                f"and {_where(cls)}: rename one (prefix it with its domain)"
+            )
+    ref: Reference = Component(model)
+    return ref
+
+
+# What each status means to a caller, shown beside it in the document.
+STATUS_DESCRIPTIONS = {
+    200: "成功",
+    201: "已创建",
+    202: "已受理，稍后完成",
+    204: "成功，无内容",
+    400: "请求格式错误（如不是合法的 JSON）",
+    401: "未登录，或令牌无效、已过期",
+    403: "无权执行此操作（角色或范围不符）",
+    404: "不存在，或无权查看",
+    405: "不支持此请求方法",
+    409: "与当前状态冲突（如已约满、已处理、重复提交）",
+    410: "已失效",
+    412: "前提条件不满足",
+    413: "请求体或地址过长",
+    415: "请求体类型不支持，应为 application/json",
+    422: "输入校验失败，fields 逐字段说明",
+    423: "已锁定",
+    429: "请求过于频繁，请按 Retry-After 稍后再试",
+    500: "服务内部错误",
+    502: "上游服务返回异常",
+    503: "依赖服务暂不可用，请稍后再试",
+    504: "上游服务超时",
+}
+
+
+def status_description(status: int) -> str:
+    return STATUS_DESCRIPTIONS.get(status, f"HTTP {status}")
+
+
+# Every tag an operation uses, with what a front-end developer finds under it. A tag missing
+# here shows bare in the document; tests/api/test_contract.py refuses that.
+TAG_DESCRIPTIONS = {
+    "ops": "运维：存活与就绪探针",
+    "auth": "登录与令牌：微信登录、刷新、退出",
+    "me": "我的：实名认证、手机号、个人信息访问记录",
+    "admin": "管理后台：用户与角色、个人信息查看（留审计）、审计日志、统计",
+    "guide": "办事指南：事项、材料、办理流程与搜索",
+    "map": "地图：政务大厅、窗口与服务网点（GCJ-02 坐标）",
+    "policies": "政策：惠民政策发布、匹配与订阅",
+    "cases": "办件：申请、补正、进度、重新办理",
+    "helpers": "帮办代办：帮办人员、代办授权与代办办件",
+    "codes": "一码通：个人码、门牌码、扫码记录",
+    "feedback": "投诉建议与办不成事反映",
+    "ratings": "好差评与差评整改",
+    "appointments": "预约服务：时段、预约、候补、取号签到",
+    "messages": "站内消息：通知中心、订阅授权与短信兜底",
+    "online": "全程网办：电子表单、材料上传、补正与材料复用",
+    "org": "组织机构：行政区划、部门、大厅人员岗位与数据权限",
+    "window": "综窗：现场受理、首问负责、受理前一次性告知、容缺受理、告知承诺、不予受理",
+}
+
+
 # 413 can answer any request: Sanic refuses an oversized body or URL before routing.
 _ERROR_STATUSES = {
     "public": (400, 413, 422, 429),
@@ -273,13 +380,13 @@ def endpoint(
         responses = []
         if response is not None:
             responses.append(
-                Response({"application/json": Component(response)}, status=status,
-                         description="OK")
+                Response({"application/json": schema_component(response)}, status=status,
+                         description=status_description(status))
             )
         for code in sorted({*_ERROR_STATUSES["public" if public else "auth"], *errors}):
             responses.append(
-                Response({"application/json": Component(ErrorBody)}, status=code,
-                         description=ErrorCode.bad_request.name if code == 400 else "error")
+                Response({"application/json": schema_component(ErrorBody)}, status=code,
+                         description=status_description(code))
             )
         definition: dict[str, Any] = {"response": responses}
         if summary:
@@ -287,7 +394,7 @@ def endpoint(
         if tag:
             definition["tag"] = tag
         if body is not None:
-            definition["body"] = RequestBody({"application/json": Component(body)},
+            definition["body"] = RequestBody({"application/json": schema_component(body)},
                                              required=True)
         if query is not None:
             definition["parameter"] = _query_parameters(query)

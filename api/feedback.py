@@ -152,7 +152,7 @@ class AnswerIn(BaseModel):
     model_config = {"extra": "forbid"}
 
 
-class ReopenIn(BaseModel):
+class FeedbackReopenIn(BaseModel):
     reason: str = Field(min_length=2, max_length=500, description="不满意的原因")
 
     model_config = {"extra": "forbid"}
@@ -311,9 +311,9 @@ async def publication(_request: Request, feedback_id: int, body: FeedbackPublica
 
 
 @bp.post("/<feedback_id:int>/reopen")
-@endpoint(body=ReopenIn, response=FeedbackDetailOut, summary="不满意，重新办理（限一次）",
+@endpoint(body=FeedbackReopenIn, response=FeedbackDetailOut, summary="不满意，重新办理（限一次）",
           tag="feedback")
-async def reopen(_request: Request, feedback_id: int, body: ReopenIn,
+async def reopen(_request: Request, feedback_id: int, body: FeedbackReopenIn,
                  principal: Principal) -> FeedbackDetailOut:
     fb = await service.reopen(actor=principal, feedback_id=feedback_id, reason=body.reason)
     return await _detail(fb)

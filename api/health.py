@@ -6,9 +6,10 @@ from pydantic import BaseModel
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext.extensions.openapi import openapi
-from sanic_ext.extensions.openapi.definitions import Component, Response
+from sanic_ext.extensions.openapi.definitions import Response
 from tortoise import connections
 
+from api.endpoint import schema_component
 from services import cache
 
 bp = Blueprint("health")
@@ -26,7 +27,8 @@ class Ready(BaseModel):
 
 @bp.get("/healthz")
 @openapi.definition(summary="进程存活", tag="ops",
-                    response=[Response({"application/json": Component(Health)}, status=200)])
+                    response=[Response({"application/json": schema_component(Health)}, status=200,
+                                       description="进程在运行")])
 async def healthz(_request: Request) -> HTTPResponse:
     return json({"status": "ok"})
 
@@ -36,8 +38,10 @@ async def healthz(_request: Request) -> HTTPResponse:
     summary="依赖就绪（数据库与 Redis）",
     tag="ops",
     response=[
-        Response({"application/json": Component(Ready)}, status=200),
-        Response({"application/json": Component(Ready)}, status=503),
+        Response({"application/json": schema_component(Ready)}, status=200,
+                 description="数据库与 Redis 均可用"),
+        Response({"application/json": schema_component(Ready)}, status=503,
+                 description="数据库或 Redis 不可用（看 database / redis 两项）"),
     ],
 )
 async def readyz(_request: Request) -> HTTPResponse:

@@ -95,11 +95,11 @@ class ProfileListOut(BaseModel):
     helpers: list[ProfileOut]
 
 
-class RevealIn(BaseModel):
+class HelperRevealIn(BaseModel):
     reason: str = Field(min_length=4, max_length=200, description="查看事由，写入审计日志")
 
 
-class RevealOut(BaseModel):
+class HelperRevealOut(BaseModel):
     person_id: int
     name: str
     id_number: str
@@ -107,7 +107,7 @@ class RevealOut(BaseModel):
     birth_date: date
 
 
-class GrantIn(BaseModel):
+class ProxyGrantIn(BaseModel):
     helper_user_id: int = Field(ge=1, le=MAX_ID, description="被授权的帮办人员")
     scopes: list[ProxyScope] = Field(min_length=1, max_length=5,
                                      description="apply 代为申请 / supplement 代为补正 / "
@@ -218,14 +218,14 @@ async def duty(_request: Request, body: DutyIn, principal: Principal) -> Profile
 
 
 @bp.post("/cases/<case_id:int>/reveal")
-@endpoint(body=RevealIn, response=RevealOut, roles=_HELPERS,
+@endpoint(body=HelperRevealIn, response=HelperRevealOut, roles=_HELPERS,
           summary="查看申请人完整信息（须授权与事由，写审计日志）", tag="helpers")
-async def reveal(request: Request, case_id: int, body: RevealIn,
-                 principal: Principal) -> RevealOut:
+async def reveal(request: Request, case_id: int, body: HelperRevealIn,
+                 principal: Principal) -> HelperRevealOut:
     shown = await helpers.reveal_applicant(actor=principal, case_id=path_id(case_id, "办件"),
                                            reason=body.reason,
                                            request_id=request_id(request))
-    return RevealOut(person_id=shown.person_id, name=shown.name, id_number=shown.id_number,
+    return HelperRevealOut(person_id=shown.person_id, name=shown.name, id_number=shown.id_number,
                      phone=shown.phone, birth_date=shown.birth_date)
 
 
@@ -234,9 +234,9 @@ async def reveal(request: Request, case_id: int, body: RevealIn,
 
 
 @proxy_bp.post("")
-@endpoint(body=GrantIn, response=GrantOut, status=201, summary="授权帮办人员代办",
+@endpoint(body=ProxyGrantIn, response=GrantOut, status=201, summary="授权帮办人员代办",
           tag="helpers")
-async def grant(_request: Request, body: GrantIn, principal: Principal) -> GrantOut:
+async def grant(_request: Request, body: ProxyGrantIn, principal: Principal) -> GrantOut:
     g = await helpers.grant_proxy(actor=principal, helper_user_id=body.helper_user_id,
                                   scopes=body.scopes, days=body.days, case_id=body.case_id)
     return _grant(g)

@@ -182,7 +182,7 @@ async def create_region(_request: Request, body: OrgRegionIn,
     return await _region_out(region)
 
 
-@admin_bp.patch("/regions/<code:str>")
+@admin_bp.put("/regions/<code:str>")
 @endpoint(body=OrgRenameIn, response=OrgRegionOut, roles=ADMIN, tag="org", summary="更名行政区划")
 async def rename_region(_request: Request, code: str, body: OrgRenameIn,
                         principal: Principal) -> OrgRegionOut:
@@ -229,7 +229,7 @@ async def create_department(_request: Request, body: OrgDepartmentIn,
         actor=principal, region_code=body.region_code, name=body.name))
 
 
-@admin_bp.patch("/departments/<department_id:int>")
+@admin_bp.put("/departments/<department_id:int>")
 @endpoint(body=OrgRenameIn, response=OrgDepartmentOut, roles=ADMIN, tag="org",
           summary="部门更名")
 async def rename_department(_request: Request, department_id: int, body: OrgRenameIn,
@@ -272,7 +272,7 @@ async def add_membership(_request: Request, body: OrgMembershipIn,
     return _membership_out(row)
 
 
-@admin_bp.patch("/memberships/<membership_id:int>")
+@admin_bp.put("/memberships/<membership_id:int>")
 @endpoint(body=OrgMoveIn, response=OrgMembershipOut, roles=ADMIN, tag="org",
           summary="调岗：同一岗位换到另一大厅、部门或区划")
 async def move_membership(_request: Request, membership_id: int, body: OrgMoveIn,

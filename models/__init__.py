@@ -18,5 +18,6 @@ MODEL_MODULES: list[str] = [
     "models.messages",
     "models.org",
     "models.onbehalf",
+    "models.online",
     "models.window",
 ]

@@ -32,3 +32,13 @@ if reachable 3306 && reachable 6379; then
   step "journeys against a live server on MariaDB + Redis with two workers"
   $BIN/python -m miniprogram_stub.live --real --workers 2
 fi
+
+step "the docs page renders offline in headless Chromium (every operation drawn)"
+if ! command -v chromium >/dev/null 2>&1; then
+  # CI starts with nothing installed; Debian's chromium is the browser the check is written for.
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+$BIN/python scripts/docs_browser_check.py
+
+step "the mini program's TypeScript types match the OpenAPI document; its client compiles and runs"
+bash scripts/ts_client.sh check

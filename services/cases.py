@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
@@ -38,6 +39,7 @@ from models.cases import (
 )
 from models.catalogue import Bundle, Hall, ServiceItem
 from models.enterprises import EnterpriseAgent
+from models.online import ApplicationDraft
 from models.users import User
 from services import clock, deskview, jobs, notifications, workcalendar
 from services.auth import Principal
@@ -261,11 +263,12 @@ def available_actions(status: CaseStatus, acc: Access) -> list[Action]:
     return out
 
 
-async def case_and_access(actor: Principal, case_id: int, *,
+async def case_and_access(actor: Principal, case_id: int, *, for_change: bool = False,
                           lock: bool = False) -> tuple[Case, Access]:
-    """The case and what the caller is to it, or not_found when they may not see it (absent
-    and not-yours look the same). ``lock``: SELECT ... FOR UPDATE, inside the caller's
-    ``in_transaction()`` (Tortoise routes the query to it through the context)."""
+    """``access_case`` that also says what the caller is to the case (applicant, helper,
+    staff), for rules that differ by side (the online application's views and reviews).
+    ``lock``: SELECT ... FOR UPDATE, inside the caller's ``in_transaction()`` (Tortoise routes
+    the query to it through the context)."""
     q = Case.filter(id=case_id)
     case = await (q.select_for_update() if lock else q).first()
     if case is None:
@@ -273,6 +276,8 @@ async def case_and_access(actor: Principal, case_id: int, *,
     acc = await access(actor, case)
     if not acc.can_view:
         raise not_found("办件")
+    if for_change and not acc.kinds:
+        raise AppError(ErrorCode.proxy_authorization_required)
     return case, acc
 
 
@@ -280,11 +285,10 @@ async def access_case(actor: Principal, case_id: int, *, for_change: bool = Fals
                       lock: bool = False) -> Case:
     """The one decision on who sees a case: the applicant, whoever filed it, a helper it was
     offered or assigned to, staff whose scope covers its hall or department; anyone else gets
-    not_found. ``for_change``: the caller must also be able to act on it (applicant, staff
-    in scope, or a helper holding the applicant's proxy authorization), else forbidden."""
-    case, acc = await case_and_access(actor, case_id, lock=lock)
-    if for_change and not acc.kinds:
-        raise forbidden()
+    not_found (absent and not-yours look the same). ``for_change``: the caller must also be
+    able to act on it (applicant, staff in scope, or a helper holding the applicant's proxy
+    authorization), else proxy_authorization_required."""
+    case, _ = await case_and_access(actor, case_id, for_change=for_change, lock=lock)
     return case
 
 
@@ -348,10 +352,15 @@ async def _subject(item_code: str | None, bundle_code: str | None) -> _Subject:
 
 
 async def materials_of(case: Case) -> list[str]:
-    if case.item_code:
-        item = await ServiceItem.get_or_none(code=case.item_code)
+    return await material_names(item_code=case.item_code, bundle_code=case.bundle_code)
+
+
+async def material_names(*, item_code: str | None, bundle_code: str | None) -> list[str]:
+    """The material list an application for this item or bundle follows (a bundle: merged)."""
+    if item_code:
+        item = await ServiceItem.get_or_none(code=item_code)
         return _material_names([item]) if item else []
-    bundle = await Bundle.get_or_none(code=case.bundle_code)
+    bundle = await Bundle.get_or_none(code=bundle_code)
     return _material_names(await _items_of_bundle(bundle)) if bundle else []
 
 
@@ -364,7 +373,10 @@ async def open_case(
     applicant_user_id: int | None = None,
     enterprise_id: int | None = None,
     note: str = "",
+    attach: Callable[[Case, BaseDBAsyncClient], Awaitable[None]] | None = None,
 ) -> Case:
+    """``attach`` runs inside the opening transaction (全程网办: the form and the materials
+    land with the case or not at all)."""
     subj = await _subject(item_code, bundle_code)
     if hall_code not in subj.halls or not await Hall.exists(code=hall_code, is_active=True):
         raise AppError(ErrorCode.validation_failed, "所选大厅不办理该事项",
@@ -413,6 +425,8 @@ async def open_case(
         event = await CaseEvent.create(case=case, actor_id=actor.user_id, actor_kind=kind,
                                        action="submit", from_status=None, to_status=S.submitted,
                                        note=note[:500], using_db=conn)
+        if attach is not None:
+            await attach(case, conn)
     await deskview.changed(case.person_id)  # type: ignore[attr-defined]
     await _notify(case, event)
     return case
@@ -475,6 +489,7 @@ async def _move(
     expected_version: int | None = None,
     supplement: tuple[list[dict[str, str]], str | None] | None = None,
     reopen_reason: str | None = None,
+    deliver: Callable[[Case, SupplementRequest, BaseDBAsyncClient], Awaitable[None]] | None = None,
     on_locked: Callable[[Case], Awaitable[None]] | None = None,
 ) -> Case:
     """``on_locked``: the window's extra rule for this move (容缺/承诺 acceptance, refusal),
@@ -527,6 +542,19 @@ async def _move(
                 requested_at=now, using_db=conn,
             )
         elif action is Action.resubmit:
+            if deliver is None and await ApplicationDraft.filter(case_id=case.id).using_db(
+                    conn).exists():
+                # An online application is supplemented online, with exactly the materials
+                # the notice named (services/online.py), not by a bare state change.
+                raise AppError(ErrorCode.materials_mismatch,
+                               "网上申请的办件请上传补正告知所列的材料",
+                               fields={"action": "请使用在线补正接口上传材料"})
+            if deliver is not None:
+                # 全程网办: the materials answering the open notice, in this same transaction.
+                open_sup = await SupplementRequest.filter(
+                    case_id=case.id, resolved_at=None).using_db(conn).order_by("-sequence").first()
+                if open_sup is not None:
+                    await deliver(case, open_sup, conn)
             await SupplementRequest.filter(case_id=case.id, resolved_at=None).using_db(
                 conn
             ).update(resolved_at=now)
@@ -590,6 +618,18 @@ async def transition(
                        fields={"action": "请使用 reopen 接口"})
     return await _move(actor=actor, case_id=case_id, action=action, note=note,
                        expected_version=expected_version)
+
+
+async def resubmit(
+    *,
+    actor: Principal,
+    case_id: int,
+    note: str,
+    deliver: Callable[[Case, SupplementRequest, BaseDBAsyncClient], Awaitable[None]],
+) -> Case:
+    """补正 with the materials themselves: ``deliver`` attaches them inside the move."""
+    return await _move(actor=actor, case_id=case_id, action=Action.resubmit, note=note,
+                       deliver=deliver)
 
 
 async def request_supplement(

@@ -79,6 +79,15 @@ class ErrorCode(Enum):
     # so the answer never tells whether a name fits a registered ID number.
     on_behalf_not_permitted = (403, "无法代办：须为您网格内的居民、居民本人已授权或由您登记，"
                                     "且姓名与身份证号一致")
+    # 全程网办
+    upload_type_refused = (415, "仅支持 JPEG、PNG、HEIC 图片或 PDF 文件")
+    upload_too_large = (413, "文件过大")
+    upload_infected = (422, "文件未通过病毒查杀")
+    upload_in_use = (409, "该文件已用于提交的办件，不能删除")
+    link_invalid = (403, "链接无效或已过期，请重新打开")
+    draft_submitted = (409, "该申请已提交")
+    materials_mismatch = (422, "补正材料须与告知的材料一致")
+    form_not_found = (404, "该事项暂未开通网上申请")
     # 综窗 at the window (services/window/)
     window_clerk_only = (403, "仅大厅综窗受理员可以在窗口受理")
     window_key_materials_missing = (409, "尚缺必须当场提交的材料，不能受理")

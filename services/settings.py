@@ -164,6 +164,39 @@ class Settings(BaseSettings):
     on_behalf_worker_rate_limit: int = 30
     on_behalf_id_rate_limit: int = 10
     on_behalf_rate_window_seconds: int = 3600
+    # 全程网办 (docs/online.md). Object storage: "local" is a folder under var/ (one machine);
+    # "s3" any S3-compatible store (MinIO, a 政务云 object service) at online_s3_endpoint.
+    online_storage: Literal["local", "s3"] = "local"
+    online_storage_dir: str = "var/objects"
+    online_s3_endpoint: str = ""
+    online_s3_bucket: str = "xiaoqing-materials"
+    online_s3_region: str = "cn-northwest-1"
+    online_s3_access_key: str = ""
+    online_s3_secret_key: str = ""
+    # Seconds before a store that does not answer is a 503 rather than a hung upload.
+    online_s3_timeout_seconds: float = 5.0
+    online_upload_max_bytes: int = 20 * 1024 * 1024
+    online_upload_rate_limit: int = 100  # per account per hour
+    online_upload_tmp_dir: str = "var/tmp"
+    # Longest side kept: documents stay legible, and big photos decode scaled (uploads.py).
+    online_image_max_side: int = 2048
+    online_thumb_side: int = 320
+    # Staff see PDFs rendered page by page with a watermark: bound the work one file can ask.
+    online_pdf_max_pages: int = 30
+    # Signed material links: short-lived, for <image src> and wx.downloadFile (no headers).
+    online_link_ttl_seconds: int = 300
+    # How long an accepted material may be reused (免提交) after staff accepted it.
+    online_reuse_valid_days: int = 365
+    # Retention: drafts untouched this long lose their uploads; uploads never attached to
+    # anything are deleted after online_orphan_upload_hours.
+    online_draft_retention_days: int = 30
+    online_orphan_upload_hours: int = 48
+    # Virus scanning: "none" (development), or "clamd" at host:port (INSTREAM protocol).
+    online_virus_scan: Literal["none", "clamd"] = "none"
+    online_clamd_address: str = "127.0.0.1:3310"
+    # /docs (the page and /docs/openapi.json). Unset: on in development and test, off in
+    # production, where the intranet page is opt-in with XQ_DOCS_ENABLED=true.
+    docs_enabled: bool | None = None
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
@@ -208,6 +241,8 @@ class Settings(BaseSettings):
         if self.database_url.startswith("sqlite://"):
             candidates.append(Path(self.database_url.removeprefix("sqlite://")))
         return any(p.is_file() and p.stat().st_size > 0 for p in candidates)
+    def docs_on(self) -> bool:
+        return self.env != "production" if self.docs_enabled is None else self.docs_enabled
 
     def data_key_bytes(self) -> bytes:
         try:

@@ -19,6 +19,7 @@ from miniprogram_stub.journeys import feedback as feedback_journeys
 from miniprogram_stub.journeys import guide as guide_journeys
 from miniprogram_stub.journeys import identity as identity_journeys
 from miniprogram_stub.journeys import messages as message_journeys
+from miniprogram_stub.journeys import online as online_journeys
 from miniprogram_stub.journeys import org as org_journeys
 
 Journey = Callable[[Journeys], Awaitable[None]]
@@ -33,4 +34,5 @@ ALL: list[Journey] = [
     *identity_journeys.JOURNEYS,
     *message_journeys.JOURNEYS,
     *org_journeys.JOURNEYS,
+    *online_journeys.JOURNEYS,
 ]

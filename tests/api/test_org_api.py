@@ -21,17 +21,17 @@ async def test_only_admins_manage_the_organisation(api: Any) -> None:
     calls = (("GET", f"{A}/regions", None), ("POST", f"{A}/regions",
              {"code": "621002004", "name": "东街街道", "level": "township",
               "parent_code": "621002"}),
-             ("PATCH", f"{A}/regions/621002", {"name": "西峰"}),
+             ("PUT", f"{A}/regions/621002", {"name": "西峰"}),
              ("DELETE", f"{A}/regions/621002101201", None),
              ("PUT", f"{A}/halls/H-XF-000/region", {"region_code": "621021"}),
              ("GET", f"{A}/departments", None),
              ("POST", f"{A}/departments", {"region_code": "621002", "name": "西峰区教育局"}),
-             ("PATCH", f"{A}/departments/{dept.id}", {"name": "市民政"}),
+             ("PUT", f"{A}/departments/{dept.id}", {"name": "市民政"}),
              ("DELETE", f"{A}/departments/{dept.id}", None),
              ("GET", f"{A}/memberships", None),
              ("POST", f"{A}/memberships", {"user_id": resident.user_id, "position": "clerk",
                                            "hall_code": "H-XF-000"}),
-             ("PATCH", f"{A}/memberships/1", {"hall_code": "H-QC-000"}),
+             ("PUT", f"{A}/memberships/1", {"hall_code": "H-QC-000"}),
              ("DELETE", f"{A}/memberships/1", None))
     before = (await Region.all().count(), await Department.all().count(),
               await Membership.all().count())
@@ -78,9 +78,9 @@ async def test_regions_and_departments(api: Any) -> None:
         resp = await admin.post(f"{A}/regions", json=body)
         assert resp.status in (409, 422), (body, resp.text)
         assert field in resp.json["error"]["fields"], (body, resp.text)
-    renamed = await admin.patch(f"{A}/regions/621002004", json={"name": "东大街街道"})
+    renamed = await admin.put(f"{A}/regions/621002004", json={"name": "东大街街道"})
     assert renamed.status == 200 and renamed.json["name"] == "东大街街道"
-    assert (await admin.patch(f"{A}/regions/999999", json={"name": "x"})).status == 404
+    assert (await admin.put(f"{A}/regions/999999", json={"name": "x"})).status == 404
     # A region with something under it can't go; an empty one can.
     busy = await admin.delete(f"{A}/regions/621002")
     assert busy.status == 409 and busy.json["error"]["code"] == "org_in_use"
@@ -95,7 +95,7 @@ async def test_regions_and_departments(api: Any) -> None:
     assert dup.status == 409 and dup.json["error"]["code"] == "org_conflict"
     listed = (await admin.get(f"{A}/departments", params={"region": "621002"})).json
     assert "西峰区教育局" in [d["name"] for d in listed["departments"]]
-    renamed_dept = await admin.patch(f"{A}/departments/{dept.json['id']}",
+    renamed_dept = await admin.put(f"{A}/departments/{dept.json['id']}",
                                      json={"name": "西峰区教育和体育局"})
     assert renamed_dept.json["name"] == "西峰区教育和体育局"
     assert (await admin.delete(f"{A}/departments/{dept.json['id']}")).status == 200
@@ -143,10 +143,10 @@ async def test_memberships_grant_the_role_and_change_the_scope(api: Any) -> None
     assert mine.json["hall_codes"] == ["H-XF-000"] and mine.json["scanning_hall"] == "H-XF-000"
     assert [m["position"] for m in mine.json["memberships"]] == ["clerk"]
     mid = made.json["id"]
-    moved = await admin.patch(f"{A}/memberships/{mid}", json={"hall_code": "H-QC-000"})
+    moved = await admin.put(f"{A}/memberships/{mid}", json={"hall_code": "H-QC-000"})
     assert moved.status == 200 and moved.json["hall_code"] == "H-QC-000"
     assert (await api.get("/api/v1/org/me", token=token)).json["hall_codes"] == ["H-QC-000"]
-    wrong_kind = await admin.patch(f"{A}/memberships/{mid}", json={"region_code": "621002"})
+    wrong_kind = await admin.put(f"{A}/memberships/{mid}", json={"region_code": "621002"})
     assert wrong_kind.status == 422
     listed = await admin.get(f"{A}/memberships", params={"user_id": someone.user_id})
     assert [m["id"] for m in listed.json["memberships"]] == [mid]

@@ -11,7 +11,7 @@ import pytest
 
 from models.messages import Message, SmsQuota
 from models.notifications import Notification
-from models.users import User
+from models.users import IdentityLevel, User
 from services import clock, notifications, people, sms
 from services.errors import AppError, ErrorCode
 from services.settings import get_settings
@@ -174,9 +174,11 @@ async def test_failed_sms_is_recorded_not_raised(fake_wechat: Any,
 async def test_worker_is_told_how_each_notice_went(fake_wechat: Any,
                                                    sms_box: sms.RecordingSms) -> None:
     worker = await _user(fake_wechat, "worker", phone="13700000000")
-    person = await people.bind_identity(user_id=(await _user(fake_wechat, "old")).id,
-                                        name="张建国", id_number="621002194103050316")
-    resident = await User.get(person_id=person.id)
+    # Bound as if face-verified (the verification flow itself: tests/api/test_identity_api.py).
+    person = await people.upsert_person(name="张建国", id_number="621002194103050316")
+    resident = await _user(fake_wechat, "old")
+    await User.filter(id=resident.id).update(person_id=person.id, identity_level=IdentityLevel.face)
+    resident = await User.get(id=resident.id)
     await _notice(resident, "appointment_booked", "appt:9:booked", relay_to=worker.id)
     relay = await Message.get(user_id=worker.id)
     assert relay.dedup_key == "appt:9:booked:relay" and relay.title == "代办对象通知情况"
