@@ -58,7 +58,9 @@ def _font_path() -> str:
 
 
 def _qr_png(content: str) -> bytes:
-    img = qrcode.make(content, box_size=6, border=2)
+    # Greyscale, not 1-bit: a 1-bit PNG is stored in the PDF in a packing some readers
+    # (pypdf among them) unpack wrongly, and the printed code must scan from any copy.
+    img = qrcode.make(content, box_size=6, border=2).get_image().convert("L")
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
