@@ -54,6 +54,8 @@ class WindowAcceptIn(BaseModel):
     supply_by: Day | None = Field(default=None, description="申请人承诺补齐的日期")
     commitment_text: str | None = Field(default=None, max_length=2000,
                                         description="告知承诺制：申请人签署的承诺内容")
+    received: list[str] = Field(default_factory=list, max_length=30,
+                                description="一次性告知所列、申请人已当场补交的材料")
     note: str = Field(default="", max_length=500)
     expected_version: int | None = Field(default=None, ge=0)
 
@@ -277,7 +279,8 @@ async def accept(_request: Request, case_id: int, body: WindowAcceptIn,
     await acceptance.accept(actor=principal, case_id=case_id,
                             tolerated=[(t.material, t.reason) for t in body.tolerated],
                             supply_by=body.supply_by, commitment_text=body.commitment_text,
-                            note=body.note, expected_version=body.expected_version)
+                            received=body.received, note=body.note,
+                            expected_version=body.expected_version)
     return await _view(principal, case_id)
 
 

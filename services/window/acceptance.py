@@ -46,9 +46,12 @@ async def accept(
     tolerated: Sequence[tuple[str, str]] = (),
     supply_by: date | None = None,
     commitment_text: str | None = None,
+    received: Sequence[str] = (),
     note: str = "",
     expected_version: int | None = None,
 ) -> Case:
+    """``received``: materials the open notice listed that the applicant has now handed in at
+    the desk; ``tolerated``: (material, reason) accepted missing until ``supply_by``."""
     case = await cases.access_case(actor, case_id)
     rules = await rules_for(case)
     errors: dict[str, str] = {}
@@ -64,6 +67,10 @@ async def accept(
             errors[f"tolerated.{i}.material"] = "重复列出"
         names.append(material)
         reasons[material] = reason.strip()[:500]
+    in_hand = {m.strip() for m in received}
+    for i, m in enumerate(received):
+        if m.strip() not in rules.materials:
+            errors[f"received.{i}"] = "不在该事项的材料清单中"
     today = clock.today()
     if names:
         if supply_by is None:
@@ -86,7 +93,7 @@ async def accept(
                                                      resolved_at=None).first()
         listed = [str(i.get("material", "")) for i in
                   (open_notice.items.get("items", []) if open_notice else [])]
-        key = [m for m in listed if m not in reasons and m not in promised]
+        key = [m for m in listed if m not in reasons and m not in promised and m not in in_hand]
         if key:
             raise AppError(ErrorCode.window_key_materials_missing,
                            f"尚缺关键材料：{'、'.join(key)}",
@@ -108,6 +115,8 @@ async def accept(
             )
 
     parts = [note.strip()]
+    if in_hand:
+        parts.append(f"已收：{'、'.join(sorted(in_hand))}")
     if names:
         parts.append(f"容缺受理，待补：{'、'.join(names)}（{supply_by}前）")
     if text:

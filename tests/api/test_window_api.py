@@ -359,3 +359,24 @@ async def test_refusal_with_a_ground_notice_and_pdf(api: Any) -> None:
     again = await w.xf.post(path, json={"ground": "申请人未满80周岁"})
     assert again.status == 409
     assert (await Case.get(id=cid)).status is CaseStatus.not_accepted
+
+
+async def test_window_journeys_in_process(api: Any, app: Any) -> None:
+    """The scripted client's window journeys over ASGI against the demo data, twice (a rerun
+    must find nothing left behind that breaks it)."""
+    import httpx
+
+    from miniprogram_stub import demo_accounts
+    from miniprogram_stub.client import Journeys
+    from miniprogram_stub.journeys import window as window_journeys
+    from services.settings import get_settings
+
+    await seed.run()
+    await demo_accounts.seed(get_settings().wechat_appid)
+    await api.get("/healthz")  # let the test client finish the app's startup first
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://mp") as http:
+        j = Journeys(http)
+        for _ in range(2):
+            for journey in window_journeys.JOURNEYS:
+                await journey(j)
