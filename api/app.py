@@ -15,7 +15,7 @@ from typing import Any
 from sanic import Sanic
 from sanic.config import Config
 
-from api import admin, auth, errors, health, me, observability
+from api import admin, auth, errors, health, me, observability, workers
 from api import appointments as appointments_api
 from api import cases as cases_api
 from api import codes as codes_api
@@ -157,6 +157,7 @@ def create_app(
         mount_face_step(app, app.ctx.fake_wechat)
 
     if manage_resources:
+        workers.install(app)
 
         @app.before_server_start
         async def open_resources(app: Sanic) -> None:  # type: ignore[type-arg]

@@ -305,7 +305,10 @@ async def hall_day(_request: Request, hall_code: str, query: HallDayQuery,
           summary="预约（可带 Idempotency-Key 头安全重试；社区工作人员可代预约）",
           tag="appointments")
 async def book(request: Request, body: BookIn, principal: Principal) -> HTTPResponse:
-    await appointments.check_rate(actor=principal)
+    async def admit() -> None:
+        # Only a request that will act counts against the limit: a retry with its key is
+        # answered from the stored reply first.
+        await appointments.check_rate(actor=principal)
 
     async def action() -> tuple[int, object]:
         appt = await appointments.book(actor=principal, slot_id=body.slot_id,
@@ -319,7 +322,7 @@ async def book(request: Request, body: BookIn, principal: Principal) -> HTTPResp
         user_id=principal.user_id, key=request.headers.get("idempotency-key"),
         fingerprint=idempotency.request_fingerprint("POST", request.path,
                                                     body.model_dump(mode="json")),
-        action=action)
+        action=action, admit=admit)
     return json(payload, status=status)
 
 

@@ -8,6 +8,7 @@ so the document can't drift from what the handler really accepts and returns.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from enum import Enum
@@ -29,8 +30,10 @@ from sanic_ext.extensions.openapi.types import Schema
 
 from api.schemas import ErrorBody
 from models.users import Role
+from services import outbox
 from services.auth import Principal, decode_access_token, effective_principal
 from services.errors import AppError, ErrorCode
+from services.settings import get_settings
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -319,9 +322,10 @@ TAG_DESCRIPTIONS = {
 
 
 # 413 can answer any request: Sanic refuses an oversized body or URL before routing.
+# 503: any route may meet a dependency outage or its deadline (issue 16).
 _ERROR_STATUSES = {
-    "public": (400, 413, 422, 429),
-    "auth": (400, 401, 403, 404, 409, 413, 422, 429),
+    "public": (400, 413, 422, 429, 503),
+    "auth": (400, 401, 403, 404, 409, 413, 422, 429, 503),
 }
 
 
@@ -366,7 +370,18 @@ def endpoint(
                 kwargs["body"] = _parse_body(request, body)
             if query is not None:
                 kwargs["query"] = _parse_query(request, query)
-            result = await fn(request, *args, **kwargs)
+            promised = outbox.begin_request()
+            try:
+                # The request's deadline, and so every query's: a dependency that stops
+                # answering costs a bounded wait and a 503, never a hung request.
+                async with asyncio.timeout(get_settings().request_deadline_seconds):
+                    result = await fn(request, *args, **kwargs)
+            except TimeoutError as exc:
+                raise AppError(ErrorCode.unavailable, headers={"Retry-After": "5"}) from exc
+            finally:
+                # The handler's transactions are over: wake the outbox dispatchers if it
+                # promised an after-commit effect.
+                await outbox.end_request(promised)
             if isinstance(result, HTTPResponse):
                 if store_header:
                     result.headers.update(store_header)

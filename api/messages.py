@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sanic import Blueprint, Request
 
 from api.endpoint import endpoint
-from api.schemas import Page
+from api.schemas import Day, Page
 from models.messages import Message, MessageCategory
 from models.users import Role
 from services import clock, messages, notifications
@@ -100,8 +100,8 @@ class NoticeSettingsOut(BaseModel):
 
 class FiguresQuery(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
-    start: date | None = Field(default=None, alias="from", description="开始日期（含），默认近7天")
-    end: date | None = Field(default=None, alias="to", description="结束日期（含），默认今天")
+    start: Day | None = Field(default=None, alias="from", description="开始日期（含），默认近7天")
+    end: Day | None = Field(default=None, alias="to", description="结束日期（含），默认今天")
 
 
 class DeliveryFiguresRow(BaseModel):

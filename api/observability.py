@@ -36,13 +36,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """``StreamHandler`` with its own ``emit``: the ``sanic`` command loads tracerite, which
+    replaces ``logging.StreamHandler.emit`` to print exceptions as multi-line boxes after the
+    line; a subclass's own method is not replaced, so an error stays one JSON line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stdout)
+    handler = JsonLineHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
-    for name in ("xq", "services", "api"):
+    # Sanic's own loggers and the ORM's too: an error anywhere is one JSON line (traceback as
+    # the "exc" field), never a multi-line trace a log shipper splits into unrelated events.
+    for name in ("xq", "services", "api", "sanic.root", "sanic.error", "sanic.server",
+                 "sanic.websockets", "tortoise"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
-        logger.setLevel(level)
+        logger.setLevel(logging.WARNING if name == "tortoise" else level)
         logger.propagate = False
 
 

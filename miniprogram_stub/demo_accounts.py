@@ -10,7 +10,7 @@ from tortoise.expressions import Q
 from miniprogram_stub.platform import FakeWeChatPlatform
 from models.catalogue import Hall
 from models.enterprises import Enterprise, EnterpriseAgent
-from models.org import Department, Membership, Position
+from models.org import Department, Membership, Position, Region
 from models.users import IdentityLevel, Person, Role, User, UserRole
 from services import clock, people
 
@@ -114,7 +114,7 @@ async def _hold(user: User, position: Position, unit: str) -> None:
         if dept is not None:
             await org.add_membership(actor=None, user_id=user.id, position=position,
                                      department_id=dept.id)
-    else:
+    elif await Region.exists(code=unit):  # like halls and departments: only if seeded
         await org.add_membership(actor=None, user_id=user.id, position=position,
                                  region_code=unit)
 

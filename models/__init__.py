@@ -19,5 +19,6 @@ MODEL_MODULES: list[str] = [
     "models.org",
     "models.onbehalf",
     "models.online",
+    "models.outbox",
     "models.window",
 ]

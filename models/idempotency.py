@@ -16,6 +16,10 @@ class IdempotencyRecord(Model):
     status = fields.IntField()
     body: fields.JSONField[Any] = fields.JSONField()
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Who holds an unfinished ("in progress") key and since when: a claim older than the lease
+    # was abandoned (worker killed, database frozen, client gone) and a retry may take it over.
+    claim_token = fields.CharField(max_length=32, default="")
+    claimed_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "idempotency_records"

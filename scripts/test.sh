@@ -25,6 +25,9 @@ else
   echo "MariaDB or Redis not reachable on 127.0.0.1: skipping the real-backend run"
 fi
 
+step "fault tests: their own redis-server and MariaDB, frozen and killed (docs/reliability.md)"
+XQ_FAULT_TESTS=1 XQ_TEST_BACKEND=embedded $BIN/python -m pytest -q tests/faults
+
 step "journeys against a live server (embedded default), then the OpenAPI fuzz"
 $BIN/python -m miniprogram_stub.live --fuzz
 

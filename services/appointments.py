@@ -12,18 +12,17 @@ deadlock the database still reports is retried.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
-import random
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
-from tortoise.exceptions import IntegrityError, OperationalError
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -42,10 +41,12 @@ from models.users import Person, Role, User
 from services import (
     audit,
     clock,
+    db,
     deskview,
     jobs,
     notifications,
     onbehalf,
+    outbox,
     people,
     ratelimit,
     slots,
@@ -76,25 +77,11 @@ class _NotOffered(Exception):
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _is_deadlock(exc: Exception) -> bool:
-    text = str(exc)
-    return "1213" in text or "Deadlock" in text or "1205" in text or "database is locked" in text
-
-
-async def _retrying(fn: Callable[[], Awaitable[T]], *, attempts: int = 8) -> T:
-    for attempt in range(attempts):
-        try:
-            return await fn()
-        except OperationalError as exc:
-            # InnoDB resolves a lock cycle by rolling one transaction back; the rolled-back
-            # one is safe to run again from the start. A cancel (updating the unique holding
-            # index) and a waitlist promotion (inserting into it) can meet in the same gap, so
-            # retries back off with jitter rather than collide again in lockstep.
-            if not _is_deadlock(exc) or attempt == attempts - 1:
-                raise
-            log.info("booking transaction retried after deadlock", extra={"attempt": attempt})
-            await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
-    raise AssertionError("unreachable")
+async def _retrying(fn: Callable[[], Awaitable[T]]) -> T:
+    # InnoDB resolves a lock cycle by rolling one transaction back; the rolled-back one is
+    # safe to run again from the start (db.retrying: by error code, with jittered back-off;
+    # inside an Idempotency-Key's outer transaction the outermost level retries).
+    return await db.retrying(fn)
 
 
 def _stamp(dt: datetime) -> str:
@@ -238,10 +225,14 @@ async def book(
         raise AppError(ErrorCode.slot_full)
 
     async def attempt() -> Appointment:
-        async with in_transaction():
-            return await _book_locked(person=person, slot=slot, item_code=item_code,
+        async with in_transaction() as conn:
+            appt = await _book_locked(person=person, slot=slot, item_code=item_code,
                                       booked_by=actor.user_id, on_behalf=by_worker,
                                       green=green, resident_id=resident_id)
+            # 预约成功, for self-booking too (the centre keeps it even when WeChat can't
+            # deliver), promised in the booking's own transaction.
+            await _queue_notice(appt.id, "booked", using_db=conn)
+            return appt
 
     appt = await _retrying(attempt)
     await deskview.changed(person.id)
@@ -250,8 +241,6 @@ async def book(
         # in their access log.
         await audit.record(actor=actor, person_id=person.id, action="appointment.book_on_behalf",
                            fields_read=[], reason=f"代预约 #{appt.id}", request_id=request_id)
-    # 预约成功, for self-booking too: the centre keeps it even when WeChat can't deliver.
-    await _queue_notice(appt.id, "booked")
     return appt
 
 
@@ -368,7 +357,7 @@ async def reschedule(*, actor: Principal, appointment_id: int, slot_id: int) -> 
                            by_worker=appt.on_behalf)
 
     async def attempt() -> tuple[Appointment, int]:
-        async with in_transaction():
+        async with in_transaction() as conn:
             await Person.select_for_update().get(id=appt.person_id)  # type: ignore[attr-defined]
             row = await Appointment.select_for_update().get(id=appt.id)
             if row.status != AppointmentStatus.booked:
@@ -392,13 +381,13 @@ async def reschedule(*, actor: Principal, appointment_id: int, slot_id: int) -> 
             row.reminded_day = row.reminded_hour = False
             await row.save(update_fields=["slot_id", "hall_id", "starts_at", "ends_at", "pool",
                                           "reminded_day", "reminded_hour"])
+            if row.resident_id is not None and row.resident_id != actor.user_id:  # type: ignore[attr-defined]
+                await _queue_notice(row.id, f"moved:{_stamp(row.starts_at)}", using_db=conn)
             return row, old_slot_id
 
     row, old_slot_id = await _retrying(attempt)
     await deskview.changed(row.person_id)  # type: ignore[attr-defined]
     await offer_waitlist(slot_id=old_slot_id)
-    if row.resident_id is not None and row.resident_id != actor.user_id:  # type: ignore[attr-defined]
-        await _queue_notice(row.id, f"moved:{_stamp(row.starts_at)}")
     return await get(actor=actor, appointment_id=row.id)
 
 
@@ -424,12 +413,14 @@ async def offer_waitlist(*, slot_id: int, max_tries: int = 20) -> list[Appointme
 
         async def attempt(entry: WaitlistEntry = entry,
                           resident_id: int | None = resident_id) -> Appointment:
-            async with in_transaction():
-                return await _book_locked(
+            async with in_transaction() as conn:
+                appt = await _book_locked(
                     person=entry.person, slot=slot, item_code=entry.item_code,
                     booked_by=entry.joined_by_id,  # type: ignore[attr-defined]
                     on_behalf=entry.on_behalf, green=entry.green, resident_id=resident_id,
                     waitlist_entry_id=entry.id)
+                await _queue_notice(appt.id, "promoted", using_db=conn)
+                return appt
 
         try:
             appt = await _retrying(attempt)
@@ -443,7 +434,6 @@ async def offer_waitlist(*, slot_id: int, max_tries: int = 20) -> list[Appointme
             continue
         made.append(appt)
         await deskview.changed(entry.person_id)  # type: ignore[attr-defined]
-        await _queue_notice(appt.id, "promoted")
     return made
 
 
@@ -464,13 +454,15 @@ async def _mark_checked_in(appt: Appointment) -> Appointment:
     if appt.status != AppointmentStatus.booked:
         raise AppError(ErrorCode.appointment_not_active)
     _check_window(appt)
-    done = await Appointment.filter(id=appt.id, status=AppointmentStatus.booked).update(
-        status=AppointmentStatus.checked_in, checked_in_at=clock.now())
-    if not done:
-        raise AppError(ErrorCode.appointment_not_active)
+    async with in_transaction() as conn:
+        done = await Appointment.filter(id=appt.id, status=AppointmentStatus.booked).update(
+            status=AppointmentStatus.checked_in, checked_in_at=clock.now())
+        if not done:
+            raise AppError(ErrorCode.appointment_not_active)
+        # 好差评: the rating invitation is promised with the check-in it follows.
+        await _queue_notice(appt.id, "rate", using_db=conn)
     await deskview.changed(appt.person_id)  # type: ignore[attr-defined]
     await appt.refresh_from_db()
-    await _queue_notice(appt.id, "rate")
     return appt
 
 
@@ -517,10 +509,12 @@ async def check_in_at_hall(*, actor: Principal, appointment_id: int, hall_code: 
 # --- notices and the sweep -----------------------------------------------------------------
 
 
-async def _queue_notice(appointment_id: int, kind: str) -> None:
-    # Queued, not sent inline: the WeChat round trip stays off the booking path.
-    await jobs.enqueue("appointments.notify", {"appointment_id": appointment_id, "kind": kind},
-                       key=f"appt:{appointment_id}:{kind}")
+async def _queue_notice(appointment_id: int, kind: str, *,
+                        using_db: BaseDBAsyncClient | None) -> None:
+    # Promised in the booking's own transaction (the outbox), not sent inline: the WeChat
+    # round trip stays off the booking path, and no Redis restart can lose the notice.
+    await outbox.add("appointments.notify", {"appointment_id": appointment_id, "kind": kind},
+                     f"appt:{appointment_id}:{kind}", using_db=using_db)
 
 
 _TEMPLATES = {"booked": "appointment_booked", "moved": "appointment_booked",
@@ -567,7 +561,7 @@ async def _invite_rating(appt: Appointment) -> None:
         category=MessageCategory.appointments)
 
 
-@jobs.handler("appointments.notify")
+@outbox.handler("appointments.notify")
 async def _notify_job(payload: dict[str, Any]) -> None:
     appt = await Appointment.get_or_none(id=payload["appointment_id"])
     kind = str(payload["kind"])
@@ -594,24 +588,28 @@ async def mark_no_shows() -> int:
 
 
 async def send_reminders(*, batch: int = 500) -> int:
-    """Day-before and hour-before reminders. The flags keep the scan small; the dedup key
-    (with the start time, so a rescheduled appointment is reminded again) keeps a message
-    from going twice even if two sweeps overlap or a worker dies between send and flag."""
+    """Day-before and hour-before reminders, promised in the outbox in the same transaction
+    as the flag that keeps the scan small: a reminder is flagged iff it is promised. The dedup
+    key (with the start time, so a rescheduled appointment is reminded again) keeps it from
+    going twice even if two sweeps overlap."""
     now = clock.now()
     sent = 0
     hour = now + timedelta(hours=1)
     due_hour = await Appointment.filter(status=AppointmentStatus.booked, reminded_hour=False,
                                         starts_at__gt=now, starts_at__lte=hour).limit(batch)
     for appt in due_hour:
-        await _send(appt, f"remind:hour:{_stamp(appt.starts_at)}")
-        await Appointment.filter(id=appt.id).update(reminded_hour=True, reminded_day=True)
+        async with in_transaction() as conn:
+            await _queue_notice(appt.id, f"remind:hour:{_stamp(appt.starts_at)}", using_db=conn)
+            await Appointment.filter(id=appt.id).using_db(conn).update(reminded_hour=True,
+                                                                       reminded_day=True)
         sent += 1
     due_day = await Appointment.filter(status=AppointmentStatus.booked, reminded_day=False,
                                        starts_at__gt=hour,
                                        starts_at__lte=now + timedelta(days=1)).limit(batch)
     for appt in due_day:
-        await _send(appt, f"remind:day:{_stamp(appt.starts_at)}")
-        await Appointment.filter(id=appt.id).update(reminded_day=True)
+        async with in_transaction() as conn:
+            await _queue_notice(appt.id, f"remind:day:{_stamp(appt.starts_at)}", using_db=conn)
+            await Appointment.filter(id=appt.id).using_db(conn).update(reminded_day=True)
         sent += 1
     return sent
 

@@ -427,8 +427,8 @@ async def open_case(
                                        note=note[:500], using_db=conn)
         if attach is not None:
             await attach(case, conn)
+        await _notify(case, event, using_db=conn)
     await deskview.changed(case.person_id)  # type: ignore[attr-defined]
-    await _notify(case, event)
     return case
 
 
@@ -453,11 +453,12 @@ _EVENT_TEMPLATES = {S.supplement_requested: "case_supplement", S.approved: "case
                     S.materials_pending: "case_supplement", S.not_accepted: "case_result"}
 
 
-async def _notify(case: Case, event: CaseEvent) -> None:
+async def _notify(case: Case, event: CaseEvent, *, using_db: BaseDBAsyncClient) -> None:
     if case.applicant_id is None:  # type: ignore[attr-defined]
         return  # a walk-in without an account yet: they read it at the desk and on paper
     to = S(event.to_status)
-    await notifications.notify(
+    await notifications.notify_after_commit(
+        using_db=using_db,
         user_id=case.applicant_id,  # type: ignore[attr-defined]
         template=_EVENT_TEMPLATES.get(to, "case_status"),
         data={
@@ -470,7 +471,8 @@ async def _notify(case: Case, event: CaseEvent) -> None:
         page=f"pages/cases/detail?id={case.id}",
     )
     if to in (S.approved, S.rejected):
-        await notifications.notify(
+        await notifications.notify_after_commit(
+            using_db=using_db,
             user_id=case.applicant_id,  # type: ignore[attr-defined]
             template="rating_invite",
             data={"thing1": case.title[:20], "thing2": "请为本次办理评价"},
@@ -490,7 +492,7 @@ async def _move(
     supplement: tuple[list[dict[str, str]], str | None] | None = None,
     reopen_reason: str | None = None,
     deliver: Callable[[Case, SupplementRequest, BaseDBAsyncClient], Awaitable[None]] | None = None,
-    on_locked: Callable[[Case], Awaitable[None]] | None = None,
+    on_locked: Callable[[Case, BaseDBAsyncClient], Awaitable[None]] | None = None,
 ) -> Case:
     """``on_locked``: the window's extra rule for this move (容缺/承诺 acceptance, refusal),
     run after the table and the caller are checked, inside the transaction and the lock, so
@@ -507,7 +509,7 @@ async def _move(
             raise AppError(ErrorCode.case_changed)
         before = case.status
         if on_locked is not None:
-            await on_locked(case)
+            await on_locked(case, conn)
         elif (action is Action.accept and before is S.materials_pending) or (
                 action is Action.refuse):
             # Only the window's own paths may accept with materials missing or refuse: they
@@ -520,7 +522,7 @@ async def _move(
                 raise AppError(ErrorCode.window_result_blocked, "；".join(blockers))
         if kind is ActorKind.staff:
             # 首问负责: the first staff member to act on a request owns it.
-            await ownership.first_receiver(case, actor.user_id)
+            await ownership.first_receiver(case, actor.user_id, using_db=conn)
         if action is Action.accept:
             case.accepted_at = now
         elif action is Action.request_supplement:
@@ -597,8 +599,8 @@ async def _move(
             case_id=case.id, actor_id=actor.user_id, actor_kind=kind, action=action,
             from_status=before, to_status=case.status, note=note.strip()[:500], using_db=conn,
         )
+        await _notify(case, event, using_db=conn)
     await deskview.changed(case.person_id)  # type: ignore[attr-defined]
-    await _notify(case, event)
     return case
 
 

@@ -51,7 +51,18 @@ from models.catalogue import Hall
 from models.codes import CodeKind, DoorPlate, ElectronicLicence, GridAssignment, IssuedCode, ScanLog
 from models.enterprises import Enterprise, EnterpriseAgent
 from models.users import Person, Role
-from services import cache, clock, db, deskview, jobs, people, pii, ratelimit, verification
+from services import (
+    cache,
+    clock,
+    db,
+    deskview,
+    jobs,
+    people,
+    pii,
+    ratelimit,
+    scanjournal,
+    verification,
+)
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.identity import InvalidCreditCode, validate_uscc
@@ -560,13 +571,15 @@ _REC = "\x1e"
 # from the person id the entry holds — the caller can't know it. On a Redis Cluster they
 # would need a hash tag shared with the code entry.
 _SCAN_LUA = r"""
+local logged = ''
+local function main()
 local n = redis.call('INCR', KEYS[1])
 if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], %(window)d) end
 if n > %(limit)d then return {'limited', redis.call('TTL', KEYS[1])} end
 
 local function log(kind, outcome, subject, shown)
-  redis.call('RPUSH', KEYS[3], ARGV[1] .. '\31' .. kind .. '\31' .. outcome .. '\31' .. subject
-             .. '\31' .. shown)
+  logged = ARGV[1] .. '\31' .. kind .. '\31' .. outcome .. '\31' .. subject .. '\31' .. shown
+  redis.call('RPUSH', KEYS[3], logged)
 end
 local function split(s)
   local out, i = {}, 1
@@ -607,6 +620,11 @@ if (string.sub(ARGV[3], 2, 2) == '1' and f[2] == 'enterprise')
 end
 log(f[2], 'ok', f[2] .. ':' .. f[3], f[5])
 return {'ok', e}
+end
+-- The line it logged (or '') rides last, for the caller's local journal (scanjournal.py).
+local out = main()
+out[#out + 1] = logged
+return out
 """
 
 _script: tuple[Any, int, int, Any] | None = None
@@ -742,8 +760,9 @@ async def _log(head: str, *, kind: str, outcome: str, shown: list[str],
     """The Python-side twin of the script's log(): the same line, for the paths it hands
     back."""
     about = f"{subject[0]}:{subject[1]}" if subject is not None else ""
-    await cache.redis().rpush(LOG_BUFFER, _SEP.join(
-        [head, kind, outcome, about, json.dumps(shown, ensure_ascii=False)]))
+    line = _SEP.join([head, kind, outcome, about, json.dumps(shown, ensure_ascii=False)])
+    scanjournal.append([line])  # durable before the answer promises it
+    await cache.redis().rpush(LOG_BUFFER, line)
 
 
 _LOG_COLUMNS = ("uid", "scanner_id", "scanner_roles", "scanner_org", "kind", "code_ref",
@@ -802,6 +821,13 @@ async def flush_scan_logs_job() -> None:
     await flush_scan_logs()
 
 
+@jobs.local("codes.replay_scan_journal", every_seconds=10)
+async def replay_scan_journal() -> int:
+    """The durable path (services/scanjournal.py): needs only the database, so it runs in every
+    worker, Redis or not. Lines the Redis flush already wrote are ignored by uid."""
+    return await scanjournal.replay(_insert_logs)
+
+
 async def flush_scan_logs() -> int:
     """Move buffered scan logs into the database. Read, insert, then trim: a crash between
     insert and trim re-inserts the batch next time, which ``uid``'s unique key ignores."""
@@ -854,6 +880,9 @@ async def scan(*, actor: Principal, content: str) -> Scanned:
         detail = deskview.day_prefix(now.date())
     reply = await _scan_script()(keys=[f"rl:scan:{actor.user_id}", key, LOG_BUFFER],
                                  args=[sc.head(), mode, detail])
+    logged = reply.pop()
+    if logged:
+        scanjournal.append([logged])  # durable before the answer promises it
     verdict = reply[0]
     if verdict == "limited":
         retry = max(1, int(reply[1]))

@@ -2,24 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import random
 import re
 import socket
-from typing import Any
-from urllib.parse import urlparse
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import quote, urlparse
 
+import pymysql  # type: ignore[import-untyped]
 from tortoise import Tortoise, connections
+from tortoise.backends.base.client import (
+    PoolConnectionWrapper,
+    TransactionalDBClient,
+    TransactionContextPooled,
+)
+from tortoise.connection import get_connections
+from tortoise.exceptions import DBConnectionError, OperationalError
 
 from models import MODEL_MODULES
+from services import breaker
 from services.settings import Settings, get_settings
 
 TIMEZONE = "Asia/Shanghai"
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
-def tortoise_config(database_url: str | None = None) -> dict[str, Any]:
+def tortoise_config(database_url: str | None = None, *, bounded: bool = False) -> dict[str, Any]:
+    """``bounded`` (the serving app) adds the connect timeout and MariaDB's per-statement
+    limit; migrations and tests run without them (an ALTER may rightly take minutes)."""
     url = database_url or get_settings().database_url
     if url.startswith("mysql://") and "charset=" not in url:
         # utf8mb4: residents' names include characters outside the BMP.
         url += ("&" if "?" in url else "?") + "charset=utf8mb4"
+    if bounded and url.startswith("mysql://"):
+        s = get_settings()
+        if "connect_timeout=" not in url:
+            url += f"&connect_timeout={s.db_connect_timeout_seconds:g}"
+        if s.db_statement_timeout_seconds > 0 and "init_command=" not in url:
+            # MariaDB's max_statement_time: a runaway query on a live server is stopped by the
+            # server itself (MySQL proper names it max_execution_time: set the setting to 0
+            # there). A server that does not answer at all is bounded client-side: the
+            # request deadline and the pool-acquire timeout (install_guards).
+            url += "&init_command=" + quote(
+                f"SET SESSION max_statement_time={s.db_statement_timeout_seconds:g}")
     if url.startswith("sqlite://") and url != "sqlite://:memory:" and "synchronous=" not in url:
         # WAL (Tortoise's default) with synchronous=NORMAL: commits don't wait for fsync; a
         # power cut can lose the last commits but never corrupts the file. The embedded default
@@ -53,7 +82,8 @@ async def open_db(settings: Settings | None = None) -> None:
     _ensure_sqlite_folder(settings.database_url)
     # The global fallback: Sanic runs listeners and requests in different tasks, and
     # Tortoise 1.x otherwise keeps its context per task.
-    await Tortoise.init(config=tortoise_config(settings.database_url),
+    install_guards()
+    await Tortoise.init(config=tortoise_config(settings.database_url, bounded=True),
                         _enable_global_fallback=True)
     # Connect now rather than lazily on the first query: requests start arriving while the
     # after-start listeners still run, and two first queries racing to open the lazy
@@ -145,3 +175,150 @@ def has_model(name: str) -> bool:
     apps = Tortoise.apps
     return apps is not None and any(label == "models" and name in models
                                     for label, models in apps.items())
+
+
+# --- Bounded waits on MySQL ----------------------------------------------------------------------
+# aiomysql bounds only the TCP connect; a frozen server (SIGSTOP, a hung host) still accepts the
+# connection in the kernel and then never answers the handshake or a query, and the pool waits
+# without limit for a free connection. These guards put every pool acquisition (plain queries and
+# transactions alike) under the database breaker and a timeout, and make sure a connection whose
+# query was abandoned (the request deadline cancelled it, or the server dropped it) is closed
+# rather than returned to the pool with an unread reply on it.
+
+_OUTAGE_CODES = {2002, 2003, 2006, 2013, 2055}  # can't connect / gone away / lost during query
+_guards_installed = False
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is unreachable (as opposed to refusing a statement)."""
+    if isinstance(exc, DBConnectionError | TimeoutError | ConnectionError):
+        return True
+    if isinstance(exc, pymysql.err.InterfaceError):  # the driver's "connection already closed"
+        return True
+    if isinstance(exc, pymysql.err.OperationalError):  # raw, from the pool's connect
+        return bool(exc.args) and exc.args[0] in _OUTAGE_CODES
+    if isinstance(exc, OperationalError):
+        inner = exc.args[0] if exc.args else None
+        code = inner.args[0] if isinstance(inner, Exception) and inner.args else None
+        return code in _OUTAGE_CODES
+    return False
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """InnoDB chose this transaction as a deadlock victim (1213) or its lock wait timed out
+    (1205); SQLite says the file is locked. All are safe to run again from the start."""
+    if not isinstance(exc, OperationalError):
+        return False
+    inner = exc.args[0] if exc.args else None
+    code = inner.args[0] if isinstance(inner, Exception) and inner.args else None
+    return code in (1213, 1205) or "database is locked" in str(exc)
+
+
+def in_transaction_now(connection_name: str = "default") -> bool:
+    """Whether this task already runs inside a transaction (an outer caller opened one)."""
+    return isinstance(connections.get(connection_name), TransactionalDBClient)
+
+
+async def retrying(fn: Callable[[], Awaitable[T]], *, attempts: int = 8) -> T:
+    """Run a whole transaction again when the database resolved a lock cycle by rolling it
+    back. Inside an outer transaction there is nothing to retry here (the rollback undid the
+    outer work too): the outermost ``retrying`` does it."""
+    if in_transaction_now():
+        return await fn()
+    for attempt in range(attempts):
+        try:
+            return await fn()
+        except OperationalError as exc:
+            if not is_deadlock(exc) or attempt == attempts - 1:
+                raise
+            log.info("transaction retried after deadlock", extra={"attempt": attempt})
+            # Jittered back-off: two victims retrying in lockstep would collide again.
+            await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _abandon(conn: Any) -> None:
+    """Close a connection whose reply we stopped waiting for; the pool drops closed ones and
+    the server rolls back whatever it had open."""
+    with contextlib.suppress(Exception):  # a dead socket may refuse to close; it's gone anyway
+        conn.close()
+
+
+def install_guards() -> None:
+    global _guards_installed
+    if _guards_installed:
+        return
+    _guards_installed = True
+    plain_enter, plain_exit = PoolConnectionWrapper.__aenter__, PoolConnectionWrapper.__aexit__
+    tx_exit = TransactionContextPooled.__aexit__
+
+    async def bounded(enter: Callable[[], Awaitable[T]]) -> T:
+        # asyncio.timeout, not wait_for: entering a transaction sets Tortoise's context
+        # variable, which must happen in this task, not in a helper task wait_for would make.
+        b = breaker.database
+        b.check()
+        try:
+            async with asyncio.timeout(get_settings().db_acquire_timeout_seconds):
+                return await enter()
+        except Exception as exc:
+            if is_outage(exc):
+                b.failure()
+                raise breaker.DatabaseUnavailable(
+                    f"database unavailable: {type(exc).__name__}") from exc
+            raise
+
+    def settle(exc: BaseException | None) -> bool:
+        """Feed the breaker; True when the connection must not be reused: the server is
+        unreachable, or the caller was cancelled (deadline, client gone) mid-reply."""
+        if exc is not None and is_outage(exc):
+            breaker.database.failure()
+            return True
+        if isinstance(exc, asyncio.CancelledError):
+            return True
+        breaker.database.success()
+        return False
+
+    async def guarded_plain_enter(self: PoolConnectionWrapper[Any]) -> Any:
+        return await bounded(lambda: plain_enter(self))
+
+    async def guarded_plain_exit(self: PoolConnectionWrapper[Any], exc_type: Any,
+                                 exc: Any, tb: Any) -> None:
+        if settle(exc) and self.connection is not None:
+            _abandon(self.connection)
+        await plain_exit(self, exc_type, exc, tb)
+
+    async def acquire_for(self: TransactionContextPooled) -> None:
+        await self.ensure_connection()
+        self.client._connection = await self.client._parent._pool.acquire()
+
+    async def guarded_tx_enter(self: TransactionContextPooled) -> Any:
+        # Tortoise's __aenter__ with each wait bounded, and no half-entered transaction left
+        # behind: if BEGIN fails, the context variable is reset and the connection dropped.
+        await bounded(lambda: acquire_for(self))
+        self.token = get_connections().set(self.connection_name, self.client)
+        try:
+            await bounded(self.client.begin)
+        except BaseException:
+            get_connections().reset(self.token)
+            _abandon(self.client._connection)
+            self.client._parent._pool.release(self.client._connection)
+            raise
+        return self.client
+
+    async def guarded_tx_exit(self: TransactionContextPooled, exc_type: Any, exc: Any,
+                              tb: Any) -> None:
+        if settle(exc):
+            # No ROLLBACK round trip to a server that isn't answering: closing the connection
+            # rolls the transaction back server-side, and the pool drops the closed connection.
+            _abandon(self.client._connection)
+            self.client._finalized = True
+        await tx_exit(self, exc_type, exc, tb)
+
+    PoolConnectionWrapper.__aenter__ = guarded_plain_enter  # type: ignore[method-assign]
+    PoolConnectionWrapper.__aexit__ = guarded_plain_exit  # type: ignore[method-assign,assignment]
+    TransactionContextPooled.__aenter__ = guarded_tx_enter  # type: ignore[method-assign]
+    TransactionContextPooled.__aexit__ = guarded_tx_exit  # type: ignore[method-assign,assignment]
+
+
+def reset_breaker() -> None:
+    breaker.database.reset()

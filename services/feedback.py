@@ -320,7 +320,7 @@ async def reply(*, actor: Principal, feedback_id: int, text: str) -> Feedback:
         raise AppError(ErrorCode.validation_failed, fields={"text": "请填写答复内容"})
     fb = await access_feedback(actor, feedback_id, for_change=True)
     now = clock.now()
-    async with in_transaction():
+    async with in_transaction() as conn:
         changes: dict[str, Any] = {"status": FeedbackStatus.replied, "reply": text,
                                    "replied_at": now, "replied_by_id": actor.user_id}
         if fb.handler_id is None:  # type: ignore[attr-defined]
@@ -328,16 +328,16 @@ async def reply(*, actor: Principal, feedback_id: int, text: str) -> Feedback:
         await _transition(fb, expect=OPEN_STATUSES, changes=changes)
         await FeedbackEvent.create(feedback_id=fb.id, actor_id=actor.user_id, action="replied",
                                    note=text)
-    await notifications.notify(
-        user_id=fb.user_id,  # type: ignore[attr-defined]
-        template="feedback_reply",
-        data={"thing1": {"value": KIND_LABELS[fb.kind]},
-              "thing2": {"value": text[:20]},
-              "time3": {"value": clock.local(now).strftime("%Y-%m-%d %H:%M")}},
-        # One message per reply round: a retried request doesn't message twice.
-        dedup_key=f"feedback_reply:{fb.id}:{fb.reopen_count}",
-        page=f"pages/feedback/detail?id={fb.id}",
-    )
+        await notifications.notify_after_commit(
+            user_id=fb.user_id,  # type: ignore[attr-defined]
+            template="feedback_reply",
+            data={"thing1": {"value": KIND_LABELS[fb.kind]},
+                  "thing2": {"value": text[:20]},
+                  "time3": {"value": clock.local(now).strftime("%Y-%m-%d %H:%M")}},
+            # One message per reply round: a retried request doesn't message twice.
+            dedup_key=f"feedback_reply:{fb.id}:{fb.reopen_count}",
+            page=f"pages/feedback/detail?id={fb.id}", using_db=conn,
+        )
     return fb
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.functions import Count
@@ -206,6 +207,7 @@ async def _offer(case_id: int, *, preferred: int | None = None,
             action="helper_offered",
             from_status=case.status, to_status=case.status, note=note[:500], using_db=conn,
         )
+        await _notify_offer(assignment, case, using_db=conn)
     return assignment
 
 
@@ -216,18 +218,17 @@ async def assign(*, case_id: int, preferred: int | None = None,
     except IntegrityError:
         # Lost a race on the unique active slot: whoever won is the answer.
         return await HelperAssignment.filter(active_case_id=case_id).first()
-    if assignment is not None and assignment.status is H.offered:
-        await _notify_offer(assignment)
     return assignment
 
 
-async def _notify_offer(a: HelperAssignment) -> None:
-    """After the offer's commit; keyed by the assignment, so finding the same active offer
-    again (a retry, the sweep) doesn't message twice."""
-    case = await Case.get(id=a.case_id)  # type: ignore[attr-defined]
+async def _notify_offer(a: HelperAssignment, case: Case, *, using_db: BaseDBAsyncClient) -> None:
+    """Promised in the offer's transaction (the outbox sends it after commit); keyed by the
+    assignment, so finding the same active offer again (a retry, the sweep) doesn't message
+    twice."""
     until = offer_expires_at(a)
     deadline = clock.local(until).strftime("%Y-%m-%d %H:%M") if until else ""
-    await notifications.notify(
+    await notifications.notify_after_commit(
+        using_db=using_db,
         user_id=a.helper_id,  # type: ignore[attr-defined]
         template="helper_offered",
         data={"thing1": case.title[:20], "thing2": case.department[:20], "time3": deadline},
@@ -238,14 +239,16 @@ async def _notify_offer(a: HelperAssignment) -> None:
     )
 
 
-async def _notify_assigned(a: HelperAssignment) -> None:
-    """Tell the resident who took their case and how to reach them — masked, and in-app."""
-    case = await Case.get(id=a.case_id)  # type: ignore[attr-defined]
+async def _notify_assigned(a: HelperAssignment, case: Case, *,
+                           using_db: BaseDBAsyncClient) -> None:
+    """Tell the resident who took their case and how to reach them — masked, and in-app.
+    Promised in the acceptance's transaction."""
     helper = await User.get(id=a.helper_id).select_related("person")  # type: ignore[attr-defined]
     name = helper.person.name_masked if helper.person else (helper.nickname or "帮办员")
     phone = helper.phone_masked or ""
     reach = f"联系电话{phone}，" if phone else ""
-    await notifications.notify(
+    await notifications.notify_after_commit(
+        using_db=using_db,
         user_id=case.applicant_id,  # type: ignore[attr-defined]
         template="helper_assigned",
         data={"thing1": case.title[:20], "name2": name[:10], "phone_number3": phone or "-"},
@@ -297,22 +300,24 @@ async def _respond(actor: Principal, assignment_id: int, *, frm: tuple[H, ...], 
         fields["active_case_id"] = None
     if note:
         fields["note"] = note.strip()[:500]
-    # Conditional: an offer that just timed out can't also be accepted.
-    changed = await HelperAssignment.filter(id=a.id, status__in=frm).update(**fields)
-    if not changed:
-        raise AppError(ErrorCode.assignment_state)
-    await a.refresh_from_db()
-    case = await Case.get(id=a.case_id)  # type: ignore[attr-defined]
-    await CaseEvent.create(case_id=case.id, actor_id=actor.user_id, actor_kind="helper",
-                           action=f"helper_{to}", from_status=case.status,
-                           to_status=case.status, note=note.strip()[:500])
+    async with in_transaction() as conn:
+        # Conditional: an offer that just timed out can't also be accepted.
+        changed = await HelperAssignment.filter(id=a.id, status__in=frm).using_db(conn).update(
+            **fields)
+        if not changed:
+            raise AppError(ErrorCode.assignment_state)
+        await a.refresh_from_db(using_db=conn)
+        case = await Case.get(id=a.case_id).using_db(conn)  # type: ignore[attr-defined]
+        await CaseEvent.create(case_id=case.id, actor_id=actor.user_id, actor_kind="helper",
+                               action=f"helper_{to}", from_status=case.status,
+                               to_status=case.status, note=note.strip()[:500], using_db=conn)
+        if to is H.accepted:
+            await _notify_assigned(a, case, using_db=conn)
     return a
 
 
 async def accept(*, actor: Principal, assignment_id: int) -> HelperAssignment:
-    a = await _respond(actor, assignment_id, frm=(H.offered,), to=H.accepted, note="")
-    await _notify_assigned(a)
-    return a
+    return await _respond(actor, assignment_id, frm=(H.offered,), to=H.accepted, note="")
 
 
 async def decline(*, actor: Principal, assignment_id: int, reason: str) -> HelperAssignment:

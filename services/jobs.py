@@ -13,6 +13,7 @@ Two kinds:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -22,7 +23,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from services import cache
+from redis.exceptions import RedisError
+from tortoise.exceptions import DBConnectionError
+
+from services import cache, outbox
+from services.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,9 @@ class _Periodic:
 
 
 _periodic: dict[str, _Periodic] = {}
+# Sweeps every worker runs for itself, without a Redis claim (its own local state, or work
+# that must go on while Redis is down). name -> (sweep, interval, next run, monotonic)
+_local: dict[str, list[Any]] = {}
 
 # KEYS[1]=queue KEYS[2]=payloads ARGV[1]=now ARGV[2]=lease_until
 _CLAIM = """
@@ -69,6 +77,27 @@ def periodic(name: str, *, every_seconds: float) -> Callable[[Sweep], Sweep]:
         return fn
 
     return register
+
+
+def local(name: str, *, every_seconds: float) -> Callable[[Any], Any]:
+    def register(fn: Any) -> Any:
+        _local[name] = [fn, every_seconds, 0.0]
+        return fn
+
+    return register
+
+
+async def run_local_once() -> list[str]:
+    ran = []
+    now = time.monotonic()
+    for name, entry in _local.items():
+        fn, every, due = entry
+        if now < due:
+            continue
+        entry[2] = now + every
+        await fn()
+        ran.append(name)
+    return ran
 
 
 async def enqueue(
@@ -147,16 +176,32 @@ async def run_periodic_once(*, force: bool = False) -> list[str]:
     return ran
 
 
-async def worker_loop(stop: asyncio.Event, *, poll_seconds: float = 1.0) -> None:
-    """Runs in every Sanic worker; the Redis claims make that safe."""
-    while not stop.is_set():
-        try:
-            await run_due()
-            await run_periodic_once()
-        except Exception:
-            # Redis away or a sweep broke: keep the loop alive, the next poll retries.
-            log.exception("job loop iteration failed")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
-        except TimeoutError:
-            continue
+async def worker_loop(stop: asyncio.Event, *, poll_seconds: float | None = None) -> None:
+    """Runs in every Sanic worker; the Redis claims and the outbox's row claims make that safe.
+
+    The outbox goes first and on its own: it needs only the database, so a Redis outage
+    (which stops the Redis queue and the sweeps' tick claims) doesn't stop after-commit
+    effects. Each step is bounded so a frozen dependency can't stall the loop for good."""
+    poll = poll_seconds if poll_seconds is not None else get_settings().outbox_poll_seconds
+    listener = asyncio.create_task(outbox.listen(stop))
+    try:
+        while not stop.is_set():
+            for step, name in ((outbox.dispatch_due, "outbox"), (run_local_once, "local"),
+                               (run_due, "queue"), (run_periodic_once, "sweeps")):
+                try:
+                    await asyncio.wait_for(step(), timeout=LEASE_SECONDS)
+                except Exception as exc:
+                    # A dependency away or a sweep broke: keep the loop alive, the next poll
+                    # retries. An outage is one line, not a traceback per second.
+                    if isinstance(exc, RedisError | DBConnectionError | TimeoutError):
+                        log.warning("job loop step skipped", extra={
+                            "step": name, "error": f"{type(exc).__name__}: {exc}"[:200]})
+                    else:
+                        log.exception("job loop step failed", extra={"step": name})
+            if stop.is_set():
+                break
+            await outbox.wait_for_wake(poll)
+    finally:
+        listener.cancel()
+        with contextlib.suppress(BaseException):
+            await listener

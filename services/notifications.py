@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
@@ -31,7 +32,7 @@ from tortoise.transactions import in_transaction
 from models.messages import Message, MessageCategory, SmsQuota
 from models.notifications import Notification, SubscriptionBalance
 from models.users import Person, User
-from services import clock, messages, pii, sms
+from services import clock, messages, outbox, pii, sms
 from services.errors import AppError, ErrorCode
 from services.people import P_PHONE
 from services.settings import get_settings
@@ -349,3 +350,33 @@ async def figures(*, start: date, end: date) -> list[DeliveryFigures]:
         if sms_status:
             f.sms[sms_status] = f.sms.get(sms_status, 0) + 1
     return [table[k] for k in sorted(table)]
+SEND = "notifications.send"
+
+
+async def notify_after_commit(
+    *, user_id: int, template: str, data: dict[str, Any], dedup_key: str, page: str = "",
+    title: str | None = None, body: str | None = None, action_path: str = "",
+    relay_to: int | None = None, category: MessageCategory | None = None,
+    using_db: BaseDBAsyncClient | None = None,
+) -> None:
+    """Promise ``notify(...)`` in the caller's transaction (pass its connection): the outbox
+    keeps it in the message centre and sends it once the transaction has committed, and never
+    if it rolls back. This is how a request sends a notice; ``notify`` itself is what the
+    outbox (and sweeps that already run after their commits) call."""
+    await outbox.add(SEND, {"user_id": user_id, "template": template, "data": data,
+                            "dedup_key": dedup_key, "page": page, "title": title,
+                            "body": body, "action_path": action_path, "relay_to": relay_to,
+                            "category": str(category) if category is not None else None},
+                     f"notify:{dedup_key}", using_db=using_db)
+
+
+@outbox.handler(SEND)
+async def _send_promised(payload: dict[str, Any]) -> None:
+    category = payload.get("category")
+    relay_to = payload.get("relay_to")
+    await notify(user_id=int(payload["user_id"]), template=str(payload["template"]),
+                 data=dict(payload["data"]), dedup_key=str(payload["dedup_key"]),
+                 page=str(payload.get("page", "")), title=payload.get("title"),
+                 body=payload.get("body"), action_path=str(payload.get("action_path") or ""),
+                 relay_to=int(relay_to) if relay_to is not None else None,
+                 category=MessageCategory(category) if category else None)

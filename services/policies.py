@@ -25,7 +25,7 @@ from models.enterprises import Enterprise, EnterpriseAgent
 from models.notifications import SubscriptionBalance
 from models.policies import Audience, Policy, PolicyStatus, PolicyThemeMute
 from models.users import Person, User
-from services import clock, jobs, notifications, people
+from services import clock, notifications, outbox, people
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.verification import verified_person_of
@@ -156,11 +156,12 @@ async def update_policy(
 
 
 async def publish(*, actor: Principal, policy_id: int) -> Policy:
-    """Publish (idempotent) and queue the push. The job is queued after commit; if queueing
-    fails the request fails and a retry queues it again, the dedup key keeping sends once."""
+    """Publish (idempotent). The push is promised in the outbox in the same transaction, so a
+    published policy always reaches its subscribers, Redis or not; publishing again promises
+    nothing new (same dedup key)."""
     _require_staff(actor)
-    async with in_transaction():
-        policy = (await Policy.select_for_update().get_or_none(id=policy_id)
+    async with in_transaction() as conn:
+        policy = (await Policy.select_for_update().using_db(conn).get_or_none(id=policy_id)
                   if _id_ok(policy_id) else None)
         if policy is None:
             raise not_found("政策")
@@ -169,14 +170,10 @@ async def publish(*, actor: Principal, policy_id: int) -> Policy:
         if policy.status is PolicyStatus.draft:
             policy.status = PolicyStatus.published
             policy.published_at = clock.now()
-            await policy.save(update_fields=["status", "published_at", "updated_at"])
-    try:
-        await jobs.enqueue(PUSH_JOB, {"policy_id": policy.id}, key=f"{PUSH_JOB}:{policy.id}")
-    except Exception as exc:
-        # Published but not queued: publishing again is safe and queues it (dedup keys hold).
-        log.warning("policy push not queued", extra={"policy_id": policy.id}, exc_info=True)
-        raise AppError(ErrorCode.unavailable,
-                       "政策已发布，但推送暂未排队，请稍后再次点击发布") from exc
+            await policy.save(update_fields=["status", "published_at", "updated_at"],
+                              using_db=conn)
+        await outbox.add(PUSH_JOB, {"policy_id": policy.id}, f"{PUSH_JOB}:{policy.id}",
+                         using_db=conn)
     return policy
 
 
@@ -323,7 +320,7 @@ async def push_policy(policy_id: int) -> int:
     return created
 
 
-@jobs.handler(PUSH_JOB)
+@outbox.handler(PUSH_JOB)
 async def _push_job(payload: dict[str, Any]) -> None:
     await push_policy(int(payload["policy_id"]))
 

@@ -175,19 +175,21 @@ async def reply_task(*, actor: Principal, task_id: int, text: str) -> Rectificat
     """The department's rectification: what was wrong and what changed."""
     task = await get_task(actor=actor, task_id=task_id)
     now = clock.now()
-    moved = await RectificationTask.filter(id=task.id, status=RectificationStatus.open).update(
-        status=RectificationStatus.replied, reply=text.strip(), replied_at=now,
-        replied_by_id=actor.user_id, updated_at=now)
-    if not moved:
-        raise AppError(ErrorCode.rectification_state, "该整改任务已答复")
-    await notifications.notify(
-        user_id=task.rating.rater_id,  # type: ignore[attr-defined]
-        template="feedback_reply",
-        data={"thing1": {"value": "差评整改"}, "thing2": {"value": text.strip()[:20]},
-              "time3": {"value": clock.local(now).strftime("%Y-%m-%d %H:%M")}},
-        dedup_key=f"rectification_reply:{task.id}",
-        page="pages/ratings/mine",
-    )
+    async with in_transaction() as conn:
+        moved = await RectificationTask.filter(
+            id=task.id, status=RectificationStatus.open).using_db(conn).update(
+            status=RectificationStatus.replied, reply=text.strip(), replied_at=now,
+            replied_by_id=actor.user_id, updated_at=now)
+        if not moved:
+            raise AppError(ErrorCode.rectification_state, "该整改任务已答复")
+        await notifications.notify_after_commit(
+            user_id=task.rating.rater_id,  # type: ignore[attr-defined]
+            template="feedback_reply",
+            data={"thing1": {"value": "差评整改"}, "thing2": {"value": text.strip()[:20]},
+                  "time3": {"value": clock.local(now).strftime("%Y-%m-%d %H:%M")}},
+            dedup_key=f"rectification_reply:{task.id}",
+            page="pages/ratings/mine", using_db=conn,
+        )
     return await get_task(actor=actor, task_id=task_id)
 
 

@@ -124,6 +124,23 @@ class Settings(BaseSettings):
     case_reopen_days: int = 15
     case_due_soon_hours: int = 24
     helper_offer_timeout_minutes: int = 30
+    # Bounded waits (issue 16): no request waits on a stalled dependency longer than these.
+    # request_deadline_seconds is the whole request's budget and so also every query's; the
+    # breaker opens after breaker_failures consecutive failures for breaker_open_seconds.
+    request_deadline_seconds: float = 10.0
+    db_connect_timeout_seconds: float = 3.0
+    db_acquire_timeout_seconds: float = 3.0
+    db_statement_timeout_seconds: float = 8.0
+    redis_timeout_seconds: float = 1.0
+    breaker_failures: int = 3
+    breaker_open_seconds: float = 5.0
+    # An Idempotency-Key left "in progress" (worker killed, database frozen) is taken over by a
+    # retry after this long; longer than the request deadline so a live attempt is never raced.
+    idempotency_lease_seconds: float = 30.0
+    # How often each worker looks at the outbox table when nothing wakes it.
+    outbox_poll_seconds: float = 1.0
+    # Where each worker journals the scan-log lines it promised (services/scanjournal.py).
+    scan_journal_dir: str = "var/scanlog"
 
     # 实名 + 实人 (services/verification.py): verification attempts per account and per ID
     # number in a window — binding must not be a way to test which name goes with a number.

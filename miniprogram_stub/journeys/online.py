@@ -34,7 +34,8 @@ async def upload(mp: MiniProgram, data: bytes, name: str = "photo.jpg") -> dict[
 
 async def journey_apply_online_supplement_approved(j: Journeys) -> None:
     zhang = await j.phone("zhang")
-    staff = await j.phone("demo-staff")
+    # The clerk of the hall the case is filed at: staff see only their own hall's cases.
+    staff = await j.phone("clerk@H-QY-GJJ")
     form = await zhang.call("GET", "/api/v1/online/forms/GJ-001")
     assert form["versions"] == {"GJ-001": 1} or form["versions"].get("GJ-001"), form
     draft = await zhang.call("POST", "/api/v1/online/drafts", expect=201,

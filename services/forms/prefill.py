@@ -8,7 +8,7 @@ from typing import Any
 from models.codes import DoorPlate, Household
 from models.enterprises import Enterprise
 from models.users import Person, User
-from services import pii
+from services import pii, verification
 from services.forms.schema import LOCKED_PREFILLS, Prefill
 from services.people import P_ID, P_NAME, P_PHONE
 
@@ -16,8 +16,10 @@ from services.people import P_ID, P_NAME, P_PHONE
 async def known_values(*, applicant_id: int, enterprise_id: int | None) -> dict[str, Any]:
     """Every prefill source that has a value for this applicant, by ``Prefill`` value."""
     out: dict[str, Any] = {}
-    user = await User.get_or_none(id=applicant_id).select_related("person")
-    person: Person | None = user.person if user else None
+    user = await User.get_or_none(id=applicant_id)
+    # Only a proven identity fills (and locks) name and ID number: a binding typed in before
+    # proofs existed shows nothing of the person (services/verification.py).
+    person: Person | None = await verification.verified_person_of(applicant_id)
     if person is not None:
         out[Prefill.person_name] = pii.decrypt(person.name_enc, purpose=P_NAME)
         out[Prefill.person_id_number] = pii.decrypt(person.id_number_enc, purpose=P_ID)

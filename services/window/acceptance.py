@@ -16,11 +16,11 @@ the case can't be accepted (``window_key_materials_missing``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -87,7 +87,7 @@ async def accept(
         raise AppError(ErrorCode.validation_failed, "受理信息有误", fields=errors)
     promised = rules.promisable if text else frozenset()
 
-    async def record(locked: Case) -> None:
+    async def record(locked: Case, conn: BaseDBAsyncClient) -> None:
         now = clock.now()
         open_notice = await SupplementRequest.filter(case_id=locked.id,
                                                      resolved_at=None).first()
@@ -100,18 +100,19 @@ async def accept(
                            fields={"tolerated": "、".join(key)})
         if open_notice is not None:
             # What the notice listed is now either in hand, tolerated or promised.
-            await SupplementRequest.filter(id=open_notice.id).update(resolved_at=now)
+            await SupplementRequest.filter(id=open_notice.id).using_db(conn).update(
+                resolved_at=now)
         for name in names:
             await ToleratedMaterial.create(case_id=locked.id, material=name,
                                            reason=reasons[name], supply_by=supply_by,
-                                           accepted_by_id=actor.user_id)
+                                           accepted_by_id=actor.user_id, using_db=conn)
         if text:
             person = await Person.get_or_none(id=locked.person_id)  # type: ignore[attr-defined]
             await CaseCommitment.create(
                 case_id=locked.id, materials={"materials": sorted(promised)}, text=text,
                 signer_masked=person.name_masked if person else "", signed_at=now,
                 recorded_by_id=actor.user_id,
-                check_due=today + timedelta(days=COMMITMENT_CHECK_DAYS),
+                check_due=today + timedelta(days=COMMITMENT_CHECK_DAYS), using_db=conn,
             )
 
     parts = [note.strip()]
@@ -136,19 +137,19 @@ async def _staff_case(actor: Principal, case_id: int) -> Case:
 async def mark_supplied(*, actor: Principal, case_id: int, material_id: int) -> ToleratedMaterial:
     """A staff member in scope received a tolerated material. Repeating it changes nothing."""
     now = clock.now()
-    async with in_transaction():
+    async with in_transaction() as conn:
         case = await _staff_case(actor, case_id)
         row = await ToleratedMaterial.get_or_none(id=material_id, case_id=case.id)
         if row is None:
             raise not_found("容缺材料")
         if row.supplied_at is None:
-            await ToleratedMaterial.filter(id=row.id, supplied_at=None).update(
+            await ToleratedMaterial.filter(id=row.id, supplied_at=None).using_db(conn).update(
                 supplied_at=now, received_by_id=actor.user_id)
             row.supplied_at, row.received_by_id = now, actor.user_id
             await CaseEvent.create(case_id=case.id, actor_id=actor.user_id,
                                    actor_kind=cases.ActorKind.staff, action="material_supplied",
                                    from_status=case.status, to_status=case.status,
-                                   note=f"已补齐容缺材料：{row.material}")
+                                   note=f"已补齐容缺材料：{row.material}", using_db=conn)
     return row
 
 
@@ -173,17 +174,29 @@ async def raise_material_alerts(*, today: date | None = None) -> int:
     ).select_related("case")
     raised = 0
     for row in rows:
+        try:
+            if await _alert_one(row):
+                raised += 1
+        except IntegrityError:
+            continue  # a racing sweeper raised the case's alert first; the next sweep retries
+    return raised
+
+
+async def _alert_one(row: ToleratedMaterial) -> bool:
+    """Mark, alert and promise the notice in one transaction: all of it or none."""
+    async with in_transaction() as conn:
         # Conditional: two sweepers racing both see the row, one marks it.
-        if not await ToleratedMaterial.filter(id=row.id, alerted_at=None).update(
+        if not await ToleratedMaterial.filter(id=row.id, alerted_at=None).using_db(conn).update(
                 alerted_at=clock.now()):
-            continue
-        raised += 1
+            return False
         due = datetime.combine(row.supply_by, time(23, 59), tzinfo=clock.SHANGHAI)
-        with contextlib.suppress(IntegrityError):  # the case already has this alert
+        if not await CaseAlert.exists(case_id=row.case.id, level=CaseAlertLevel.materials_late):
+            # Unique (case, level): a second late material of the case shares the alert.
             await CaseAlert.create(case_id=row.case.id, level=CaseAlertLevel.materials_late,
-                                   due_at=due)
+                                   due_at=due, using_db=conn)
         if row.case.applicant_id is not None:  # type: ignore[attr-defined]
-            await notifications.notify(
+            await notifications.notify_after_commit(
+                using_db=conn,
                 user_id=row.case.applicant_id,  # type: ignore[attr-defined]
                 template="case_supplement",
                 data={"case_id": row.case.id, "title": row.case.title,
@@ -192,7 +205,7 @@ async def raise_material_alerts(*, today: date | None = None) -> int:
                 dedup_key=f"case:{row.case.id}:tolerated:{row.id}:late",
                 page=f"pages/cases/detail?id={row.case.id}",
             )
-    return raised
+    return True
 
 
 @jobs.periodic("window.tolerated_overdue", every_seconds=3600)
@@ -241,17 +254,18 @@ async def check_commitment(*, actor: Principal, commitment_id: int, truthful: bo
         raise AppError(ErrorCode.validation_failed, "请填写核查情况", fields={"finding": "必填"})
     now = clock.now()
     outcome = CommitmentCheck.verified if truthful else CommitmentCheck.false
-    async with in_transaction():
+    async with in_transaction() as conn:
         row = await access_commitment(actor, commitment_id, for_change=True, lock=True)
         if row.check_status is not CommitmentCheck.pending:
             raise AppError(ErrorCode.window_commitment_checked)
-        await CaseCommitment.filter(id=row.id, check_status=CommitmentCheck.pending).update(
-            check_status=outcome, checked_by_id=actor.user_id, checked_at=now,
+        await CaseCommitment.filter(id=row.id, check_status=CommitmentCheck.pending).using_db(
+            conn).update(check_status=outcome, checked_by_id=actor.user_id, checked_at=now,
             finding=finding[:500])
         row.check_status, row.checked_at, row.finding = outcome, now, finding[:500]
         await CaseEvent.create(
             case_id=row.case.id, actor_id=actor.user_id, actor_kind=cases.ActorKind.staff,
             action="commitment_verified" if truthful else "commitment_false",
             from_status=row.case.status, to_status=row.case.status,
-            note=("告知承诺核查属实：" if truthful else "告知承诺核查不实：") + finding[:400])
+            note=("告知承诺核查属实：" if truthful else "告知承诺核查不实：") + finding[:400],
+            using_db=conn)
     return row

@@ -93,23 +93,27 @@ async def walk_in(
                        fields={"item_code": "本大厅不办理该事项"})
     applicant_id = await _verified_account(person)
     try:
-        async with in_transaction():
+        async with in_transaction() as conn:
             case = await Case.create(
                 applicant_id=applicant_id, person_id=person.id, submitted_by_id=actor.user_id,
                 item_code=item_code, bundle_code=bundle_code, title=subj.title,
                 department=subj.department, theme=subj.theme, hall_code=hall_code,
-                status=CaseStatus.submitted, promised_days=subj.promised_days,
+                status=CaseStatus.submitted, promised_days=subj.promised_days, using_db=conn,
             )
             await WalkIn.create(case_id=case.id, clerk_id=actor.user_id,
-                                appointment_id=appointment_id, registered_person=created)
+                                appointment_id=appointment_id, registered_person=created,
+                                using_db=conn)
             # 首问负责: the clerk who received the person owns the request.
             await CaseOwner.create(case_id=case.id, staff_id=actor.user_id,
-                                   active_case_id=case.id, since=clock.now())
+                                   active_case_id=case.id, since=clock.now(), using_db=conn)
             event = await CaseEvent.create(
                 case_id=case.id, actor_id=actor.user_id, actor_kind=cases.ActorKind.staff,
                 action="walk_in", from_status=None, to_status=CaseStatus.submitted,
-                note=(note.strip() or "综窗现场受理申请")[:500],
+                note=(note.strip() or "综窗现场受理申请")[:500], using_db=conn,
             )
+            # Promised through the outbox with the case: sent after commit, never if it
+            # rolls back (an applicant without an account yet is told nothing here).
+            await cases._notify(case, event, using_db=conn)
     except IntegrityError:
         # Two presses with the same appointment at once: the other one opened it.
         if appointment_id is None:
@@ -117,5 +121,4 @@ async def walk_in(
         existing = await WalkIn.get(appointment_id=appointment_id)
         return await cases.access_case(actor, existing.case_id)  # type: ignore[attr-defined]
     await deskview.changed(person.id)
-    await cases._notify(case, event)
     return case

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Subquery
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
@@ -23,14 +24,14 @@ from services.errors import AppError, ErrorCode, forbidden
 from services.scope import scope_of
 
 
-async def first_receiver(case: Case, staff_id: int) -> None:
+async def first_receiver(case: Case, staff_id: int, *, using_db: BaseDBAsyncClient) -> None:
     """Record ``staff_id`` as the owner if the case has none. Called inside the transaction
     that holds the case row's lock, so two first actions can't both record themselves (and
     the unique ``active_case_id`` would refuse the second if one ever did)."""
     if await CaseOwner.exists(active_case_id=case.id):
         return
     await CaseOwner.create(case_id=case.id, staff_id=staff_id, active_case_id=case.id,
-                           since=clock.now())
+                           since=clock.now(), using_db=using_db)
 
 
 async def current_owner(case_id: int) -> CaseOwner | None:
@@ -52,7 +53,7 @@ async def hand_over(*, actor: Principal, case_id: int, to_user_id: int, note: st
     if len(note) < 2:
         raise AppError(ErrorCode.validation_failed, "请说明移交原因", fields={"note": "必填"})
     now = clock.now()
-    async with in_transaction():
+    async with in_transaction() as conn:
         case, acc = await cases.case_and_access(actor, case_id, lock=True)
         if cases.ActorKind.staff not in acc.kinds:
             raise forbidden()
@@ -72,10 +73,12 @@ async def hand_over(*, actor: Principal, case_id: int, to_user_id: int, note: st
             raise AppError(ErrorCode.validation_failed, "接收人须为可办理该办件的其他工作人员",
                            fields={"to_user_id": "接收人不可办理该办件"})
         if owner is not None:
-            await CaseOwner.filter(id=owner.id).update(active_case_id=None, until=now)
+            await CaseOwner.filter(id=owner.id).using_db(conn).update(active_case_id=None,
+                                                                       until=now)
         return await CaseOwner.create(case_id=case.id, staff_id=to_user_id,
                                       active_case_id=case.id, since=now,
-                                      handed_over_by_id=actor.user_id, note=note[:500])
+                                      handed_over_by_id=actor.user_id, note=note[:500],
+                                      using_db=conn)
 
 
 async def history(case_id: int) -> list[CaseOwner]:

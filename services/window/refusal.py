@@ -5,6 +5,8 @@ the applicant is notified (the case's ``case_result`` notice, which falls back t
 
 from __future__ import annotations
 
+from tortoise.backends.base.client import BaseDBAsyncClient
+
 from models.cases import Case
 from models.window import CaseRefusal
 from services import cases, clock
@@ -26,10 +28,11 @@ async def refuse(*, actor: Principal, case_id: int, ground: str, note: str = "",
                        fields={"ground": "不是该事项的不予受理情形"})
     note = note.strip()[:500]
 
-    async def record(locked: Case) -> None:
+    async def record(locked: Case, conn: BaseDBAsyncClient) -> None:
         await CaseRefusal.create(case_id=locked.id, ground=ground,
                                  legal_basis=rules.legal_basis or "", note=note,
-                                 refused_by_id=actor.user_id, refused_at=clock.now())
+                                 refused_by_id=actor.user_id, refused_at=clock.now(),
+                                 using_db=conn)
 
     return await cases._move(actor=actor, case_id=case_id, action=cases.Action.refuse,
                              note=f"不予受理：{ground}" + (f"（{note}）" if note else ""),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.users import Role
-from services import seed
+from services import outbox, seed
 
 ZHANG = ("张建国", "621002194103050316")
 LI = ("李秀兰", "621021197508120426")
@@ -91,7 +91,8 @@ async def test_apply_supplement_approved(api: Any, fake_wechat: Any) -> None:
         "submit", "accept", "request_supplement", "resubmit", "start_review",
         "request_supplement", "resubmit", "start_review", "approve", "deliver", "close"]
     # One subscribe message per status change, to the applicant (补正 and the result by
-    # their own templates).
+    # their own templates), sent once the outbox delivers what the commits promised.
+    await outbox.dispatch_due()
     case_templates = {"tmpl-case-status", "tmpl-case-supplement", "tmpl-case-result"}
     sent = [m for m in fake_wechat.sent_messages if m["template_id"] in case_templates]
     assert len(sent) == 11, sent

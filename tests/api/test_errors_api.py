@@ -60,7 +60,8 @@ async def test_request_id_is_echoed_when_sane(api):
 async def test_readyz_reports_dependencies(api):
     resp = await api.get("/readyz")
     assert resp.status == 200
-    assert resp.json == {"status": "ok", "database": True, "redis": True}
+    assert resp.json == {"status": "ok", "database": True, "redis": True, "workers": True,
+                         "down": []}
 
 
 async def test_openapi_documents_every_api_route(api, app):

@@ -7,6 +7,7 @@ from typing import Any
 
 from models.feedback import Feedback
 from models.users import Role
+from services import outbox
 
 COMPLAINT = "窗口工作人员态度很差，让我来回跑了三次"
 
@@ -44,6 +45,7 @@ async def test_complain_reply_satisfied(api: Any, fake_wechat: Any) -> None:
     assert reply.json["status"] == "replied" and reply.json["can_reopen"] is True
     # The reply went out as a subscribe message (skipped: the resident never subscribed).
     from models.notifications import Notification
+    await outbox.dispatch_due()  # the promised messages go out after commit
     note = await Notification.get(user_id=me.user_id, template="feedback_reply")
     assert note.dedup_key == f"feedback_reply:{fb['id']}:0"
 
@@ -63,6 +65,7 @@ async def test_reply_message_is_delivered_to_a_subscriber(api: Any, fake_wechat:
                                                     "accepted": True})
     fb = (await _complain(me)).json
     await staff.post(f"/api/v1/admin/feedback/{fb['id']}/reply", json={"text": "已处理完毕"})
+    await outbox.dispatch_due()  # the promised messages go out after commit
     sent = [m for m in fake_wechat.sent_messages if m["template_id"] == "tmpl-feedback-reply"]
     assert len(sent) == 1 and sent[0]["touser"] == fake_wechat.openid_for("resident-sub")
 

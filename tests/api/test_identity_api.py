@@ -15,6 +15,7 @@ from services.identity import _id_check_char
 from services.settings import get_settings
 from tests.api.test_appointments_api import ITEM, _open_slots
 from tests.unit.test_appointments_common import catalogue
+from tests.utils.relations import lives_in_workers_grid
 
 ZHANG = ("张建国", "621002194103050316")
 LI = ("李秀兰", "621021197508120426")
@@ -174,6 +175,7 @@ async def test_squatter_fails_and_the_real_person_reclaims(api, fake_wechat):
     bind her by typing, nor pass her face check; she signs up, passes, and sees her visit."""
     await catalogue()
     worker = await api.login("demo-worker", Role.community_worker)
+    await lives_in_workers_grid(worker.user_id, name=LI[0], id_number=LI[1])  # her neighbour
     slot = (await _open_slots(worker))[0]
     booked = await worker.post("/api/v1/appointments", json={
         "slot_id": slot["id"], "item_code": ITEM,

@@ -13,6 +13,7 @@ from services import jobs, people, sms
 from tests.api.test_appointments_api import ITEM, WANG, ZHANG, _open_slots, _resident
 from tests.api.test_helpers_api import _setup as helpers_setup
 from tests.unit.test_appointments_common import catalogue
+from tests.utils.relations import lives_in_workers_grid
 
 
 @pytest.fixture
@@ -107,6 +108,7 @@ async def test_on_behalf_booking_tells_the_person_and_the_worker(
     await catalogue()
     zhang = await _resident(api, "zhang", ZHANG)
     worker = await api.login("demo-worker", Role.community_worker)
+    await lives_in_workers_grid(worker.user_id, name=ZHANG[0], id_number=ZHANG[1])
     slot = (await _open_slots(worker))[0]
     resp = await worker.post("/api/v1/appointments", json={
         "slot_id": slot["id"], "item_code": ITEM,
@@ -126,6 +128,7 @@ async def test_on_behalf_for_someone_without_an_account_reaches_the_worker(
         api: Any, fake_wechat: Any) -> None:
     await catalogue()
     worker = await api.login("demo-worker", Role.community_worker)
+    await lives_in_workers_grid(worker.user_id, name=ZHANG[0], id_number=ZHANG[1])
     slot = (await _open_slots(worker))[0]
     await worker.post("/api/v1/appointments", json={
         "slot_id": slot["id"], "item_code": ITEM,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from models.enterprises import Enterprise, EnterpriseAgent
 from models.users import Role
-from services import jobs, seed
+from services import outbox, seed
 
 POLICY = {"code": "P-800", "title": "八十岁以上老人体检补贴", "department": "市卫生健康委",
           "theme": "养老服务", "audience": "person", "criteria": {"min_age": 80},
@@ -67,8 +67,8 @@ async def test_staff_publish_pushes_once_in_the_background(api, fake_wechat):
         resp = await staff.post(f"/api/v1/admin/policies/{pid}/publish")
         assert resp.status == 200 and resp.json["status"] == "published"
     assert fake_wechat.sent_messages == []  # not inside the request
-    await jobs.run_due()
-    await jobs.run_due()
+    await outbox.dispatch_due()
+    await outbox.dispatch_due()
     assert [m["touser"] for m in fake_wechat.sent_messages] == [fake_wechat.openid_for("zhang")]
     assert (await zhang.get(f"/api/v1/policies/{pid}")).json["title"] == POLICY["title"]
     assert "P-800" in [p["code"] for p in
@@ -109,7 +109,7 @@ async def test_admin_policy_endpoints_refuse_residents(api):
         assert (await api.request(method, path, json=json)).status == 401
     # Still a draft: the resident's publish did nothing.
     assert (await staff.get(f"/api/v1/admin/policies/{pid}")).json["status"] == "draft"
-    assert (await jobs.run_due()) == 0
+    assert (await outbox.dispatch_due()) == 0
 
 
 async def test_theme_muting_is_per_user(api):

@@ -20,7 +20,7 @@ from models.notifications import Notification
 from models.org import Position
 from models.users import Person
 from models.window import ToleratedMaterial
-from services import clock, people, seed
+from services import clock, outbox, people, seed
 from services.window import acceptance
 
 ZHANG = ("张建国", "621002194103050316")
@@ -72,8 +72,9 @@ def _pdf_text(body: bytes) -> str:
 
 
 async def _notices(user_id: int) -> list[str]:
-    # What the person is told: kept in their message centre (WeChat delivery is the
-    # notifications module's business, tested there).
+    # What the person is told, once the outbox has delivered what the commits promised: kept
+    # in their message centre (WeChat delivery is the notifications module's business).
+    await outbox.dispatch_due()
     return [n.template for n in await Notification.filter(user_id=user_id).order_by("id")]
 
 

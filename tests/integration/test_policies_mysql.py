@@ -12,7 +12,7 @@ from models.enterprises import Enterprise, EnterpriseAgent
 from models.notifications import Notification, SubscriptionBalance
 from models.policies import Audience
 from models.users import Role, User
-from services import jobs, notifications, policies, seed
+from services import notifications, outbox, policies, seed
 from services.auth import Principal
 
 STAFF = Principal(user_id=1, roles=frozenset({Role.staff.value}))
@@ -57,7 +57,7 @@ async def test_concurrent_push_runs_send_once_per_user(fake_wechat, monkeypatch)
                          policies.publish(actor=STAFF, policy_id=p.id))
     results = await asyncio.gather(
         *(policies.push_policy(p.id) for _ in range(6)),
-        jobs.run_due(), jobs.run_due(),
+        outbox.dispatch_due(), outbox.dispatch_due(),
     )
 
     assert peak >= 2, "the runs never overlapped; the test proves nothing"

@@ -12,8 +12,9 @@ from models.appointments import Appointment, AppointmentStatus, Slot, WaitlistSt
 from models.audit import AuditLog
 from models.cases import ProxyScope
 from models.notifications import Notification
+from models.outbox import OutboxMessage
 from models.users import Role, User
-from services import appointments, helpers, jobs, notifications, people, waitlist
+from services import appointments, helpers, jobs, notifications, outbox, people, waitlist
 from services.errors import AppError, ErrorCode
 from services.settings import get_settings
 from tests.unit.test_appointments_common import (
@@ -144,7 +145,7 @@ async def test_on_behalf_for_a_resident_with_account_shows_in_their_list_and_not
     mine = await appointments.list_mine(actor=zhang)
     assert [a.id for a in mine] == [appt.id]
     assert [a.id for a in await appointments.list_mine(actor=worker)] == [appt.id]
-    await jobs.run_due()
+    await outbox.dispatch_due()
     note = await Notification.get(dedup_key=f"appt:{appt.id}:booked")
     assert note.user_id == zhang.user_id and note.status == "sent"
 
@@ -238,12 +239,14 @@ async def test_reminders_sent_once_each(clk: Clock, fake_wechat: Any) -> None:
     clk.set(at(date(2026, 9, 20), 9, 30))
     assert await appointments.send_reminders() == 1
     assert await appointments.send_reminders() == 0
-    # A worker that died after sending but before setting the flag: the dedup key holds.
+    # The flag lost (an operator reset it): the dedup key holds, nothing is promised twice.
     await Appointment.filter(id=appt.id).update(reminded_day=False)
     await appointments.send_reminders()
     clk.set(at(MON, 8, 10))
     await jobs.run_periodic_once(force=True)
     await jobs.run_periodic_once(force=True)
+    await outbox.dispatch_due()
+    await outbox.dispatch_due()
     sent = await Notification.filter(user_id=me.user_id, template="appointment_reminder",
                                      status="sent").values_list("dedup_key", flat=True)
     assert sorted(str(k) for k in sent) == [f"appt:{appt.id}:remind:day:202609210900",
@@ -280,7 +283,7 @@ async def test_waitlist_promotion_on_cancel(clk: Clock) -> None:
     promoted = await Appointment.get(id=e1.appointment_id)
     assert promoted.resident_id == first.user_id
     assert await _counted(slot) == (1, 1)
-    assert await jobs.cache.redis().hexists(jobs.PAYLOADS, f"appt:{promoted.id}:promoted")
+    assert await OutboxMessage.exists(dedup_key=f"appt:{promoted.id}:promoted")
     # Joining a slot with room is refused: book it instead.
     roomy = await make_slot(at(MON, 10))
     assert await _code(waitlist.join, actor=second, slot_id=roomy.id,
@@ -349,6 +352,7 @@ async def test_overlapping_sweeps_send_each_reminder_once(clk: Clock, fake_wecha
         await appointments.book(actor=p, slot_id=s.id, item_code=ITEM)
     clk.set(at(date(2026, 9, 20), 9, 30))
     await asyncio.gather(*[appointments.send_reminders() for _ in range(4)])
+    await asyncio.gather(*[outbox.dispatch_due() for _ in range(4)])
     assert await Notification.filter(template="appointment_reminder").count() == 5
     assert len([m for m in fake_wechat.sent_messages
                 if m.get("template_id") == "tmpl-appt-reminder"]) == 5

@@ -11,7 +11,7 @@ import pytest
 
 from models.appointments import Slot
 from models.catalogue import Hall
-from models.users import Role, User, UserRole
+from models.users import IdentityLevel, Role, User, UserRole
 from services import clock, people, seed, slots
 from services.auth import Principal
 from services.identity import _id_check_char
@@ -56,7 +56,9 @@ def id_number(birth: str = "19900101", region: str = "621002") -> str:
 async def resident(birth: str = "19900101", *, tags: list[str] | None = None,
                    roles: tuple[Role, ...] = (), name: str = "测试居民") -> Principal:
     person = await people.upsert_person(name=name, id_number=id_number(birth), tags=tags)
-    user = await User.create(openid=f"appt-test-{person.id}", person=person)
+    # Bound as if face-verified (the verification flow itself: tests/api/test_identity_api.py).
+    user = await User.create(openid=f"appt-test-{person.id}", person=person,
+                             identity_level=IdentityLevel.face)
     for r in roles:
         await UserRole.create(user=user, role=r)
     return Principal(user.id, frozenset({"resident", *(str(r) for r in roles)}))

@@ -13,7 +13,7 @@ from models.cases import Case, CaseAlert, CaseEvent, CaseStatus, SupplementReque
 from models.notifications import Notification
 from models.users import IdentityLevel, Person, Role, User, UserRole
 from services import cases as case_service
-from services import clock, people, seed
+from services import clock, outbox, people, seed
 from services.auth import Principal
 from services.cases import (
     TRANSITIONS,
@@ -353,6 +353,7 @@ async def test_alerts_once_per_case_per_level(world: World, fixed_clock: Clock) 
 async def test_each_status_change_messages_the_applicant_once(world: World) -> None:
     case = await open_item(world)
     await _to_closed(world, case)
+    await outbox.dispatch_due()  # the promised messages go out after commit
     notes = await Notification.filter(user_id=world.zhang.user_id,
                                       template__in=["case_status", "case_result"])
     # submit + 5 moves, one message each, keyed by the timeline event (the approval as

@@ -510,3 +510,30 @@ async def test_desk_view_is_cached_and_follows_every_change_to_it() -> None:
     await deskview.store(person_id=person_id, day=clock.now().date(),
                          generation=stale_generation, members='"open_cases":[]')
     assert await open_cases() == [again.id]
+
+
+async def test_scan_log_lines_survive_redis_losing_its_buffer(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan answered 200 promised its log line; Redis restarting empty before the flush
+    (the buffer gone) must not lose it: the worker's local journal puts it back, once."""
+    monkeypatch.setattr(get_settings(), "scan_journal_dir", str(tmp_path))
+    await seed_demo()
+    zhang = await user("zhang", person_id_number=ZHANG)
+    staff = await user("staff", Role.staff)
+    content = await code_of(zhang)
+    ok = await codes.scan(actor=staff, content=content)
+    refused = await expect_error(ErrorCode.code_unrecognised,
+                                 codes.scan(actor=staff, content="garbage"))
+    assert refused.status == 400 or refused.status >= 400
+    await cache.redis().delete(codes.LOG_BUFFER)  # Redis came back empty
+    assert await ScanLog.all().count() == 0
+    assert await codes.replay_scan_journal() == 2
+    rows = await ScanLog.all().order_by("id")
+    assert [r.outcome for r in rows] == ["ok", "invalid"] and rows[0].uid == ok.scan_id
+    # The Redis flush and the journal may both write a line: the uid keeps it once.
+    await codes.scan(actor=staff, content=content)
+    await codes.flush_scan_logs()
+    assert await codes.replay_scan_journal() == 1
+    assert await ScanLog.all().count() == 3
+    assert list(tmp_path.iterdir()) == []  # replayed journals are dropped

@@ -19,7 +19,7 @@ from models.feedback import (
 )
 from models.notifications import Notification
 from models.users import Role, User
-from services import clock
+from services import clock, outbox
 from services import feedback as fb_service
 from services.auth import Principal
 from services.errors import AppError
@@ -153,6 +153,7 @@ async def test_reply_notifies_once_and_satisfied_answer_closes() -> None:
     replied = await fb_service.reply(actor=clerk, feedback_id=fb.id, text="已增派窗口人员")
     assert replied.status is FeedbackStatus.replied
     assert replied.handler_id == clerk.user_id
+    await outbox.dispatch_due()  # the promised messages go out after commit
     notes = await Notification.filter(user_id=me.user_id, template="feedback_reply")
     assert [n.dedup_key for n in notes] == [f"feedback_reply:{fb.id}:0"]
     # A second reply to an already-replied report is a state conflict, not a second message.
@@ -192,6 +193,7 @@ async def test_reopen_once_then_409(frozen: dict[str, datetime]) -> None:
         await fb_service.reopen(actor=me, feedback_id=fb.id, reason="还是不满意")
     assert err.value.code.name == "feedback_reopen_used"
     # The second reply is a second message, the first is not repeated.
+    await outbox.dispatch_due()  # the promised messages go out after commit
     keys = sorted(str(k) for k in await Notification.filter(user_id=me.user_id).values_list(
         "dedup_key", flat=True))
     assert keys == [f"feedback_reply:{fb.id}:0", f"feedback_reply:{fb.id}:1"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from models.users import User
+from models.users import IdentityLevel, User
 from services import people, seed
 from services.errors import AppError
 from services.forms import prefill, schema, validation
@@ -95,9 +95,13 @@ async def test_prefill_from_verified_identity_phone_and_door_plate() -> None:
     from services import doorplates
 
     await doorplates.seed_codes(data)
-    user = await User.create(openid="o-zhang")
-    await people.bind_identity(user_id=user.id, name="张建国", id_number="621002194103050316")
+    person = await people.upsert_person(name="张建国", id_number="621002194103050316")
+    user = await User.create(openid="o-zhang", person=person)
     await people.bind_phone(user_id=user.id, phone="13812345678")
+    # Bound but not proven: nothing of the person is filled in.
+    unproven = await prefill.known_values(applicant_id=user.id, enterprise_id=None)
+    assert "person.name" not in unproven and "doorplate.address" not in unproven
+    await User.filter(id=user.id).update(identity_level=IdentityLevel.face)
     known = await prefill.known_values(applicant_id=user.id, enterprise_id=None)
     assert known["person.name"] == "张建国"
     assert known["person.id_number"] == "621002194103050316"

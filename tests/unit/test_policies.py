@@ -10,7 +10,7 @@ from models.enterprises import Enterprise, EnterpriseAgent
 from models.notifications import Notification
 from models.policies import Audience, Policy, PolicyStatus
 from models.users import IdentityLevel, Person, Role, User
-from services import jobs, notifications, people, policies, seed
+from services import notifications, outbox, people, policies, seed
 from services.auth import Principal
 from services.errors import AppError
 
@@ -132,7 +132,7 @@ async def test_publish_pushes_once_to_matching_subscribers_only(fake_wechat):
 
     policy = await _publish_new({"min_age": 18})
     assert not fake_wechat.sent_messages  # nothing inside the request
-    assert await jobs.run_due() == 1
+    assert await outbox.dispatch_due() == 1
     sent = [m["touser"] for m in fake_wechat.sent_messages]
     assert sent == [subscribed.openid]
     assert fake_wechat.sent_messages[0]["data"]["thing1"]["value"] == "新政策"
@@ -144,7 +144,7 @@ async def test_publish_pushes_once_to_matching_subscribers_only(fake_wechat):
                                             accepted=True)
     assert await policies.push_policy(policy.id) == 0
     await policies.publish(actor=STAFF, policy_id=policy.id)
-    await jobs.run_due()
+    await outbox.dispatch_due()
     assert [m["touser"] for m in fake_wechat.sent_messages] == [subscribed.openid]
 
 
@@ -155,7 +155,7 @@ async def test_enterprise_policy_reaches_agents_once_even_for_two_matching_firms
     await notifications.record_subscription(user_id=agent.id, template="policy_published",
                                             accepted=True, long_term=True)
     await _publish_new({"size": ["micro", "small"]}, audience=Audience.enterprise)
-    await jobs.run_due()
+    await outbox.dispatch_due()
     assert [m["touser"] for m in fake_wechat.sent_messages] == [agent.openid]
 
 
@@ -171,7 +171,7 @@ async def test_drafts_and_withdrawn_policies_are_not_pushed_or_listed(fake_wecha
     assert "P-901" not in [m.policy.code for m in await policies.for_me(user_id=zhang.id)]
     await policies.publish(actor=STAFF, policy_id=draft.id)
     await policies.withdraw(actor=STAFF, policy_id=draft.id)
-    await jobs.run_due()
+    await outbox.dispatch_due()
     assert fake_wechat.sent_messages == []
     with pytest.raises(AppError) as exc:
         await policies.publish(actor=STAFF, policy_id=draft.id)
@@ -209,13 +209,13 @@ async def test_a_muted_theme_is_skipped_and_others_still_arrive(fake_wechat):
         == ["养老服务"]
     await policies.set_theme_muted(user_id=zhang.id, theme="养老服务", muted=True)  # idempotent
     await _publish_new({"min_age": 60})  # theme 养老服务
-    await jobs.run_due()
+    await outbox.dispatch_due()
     assert fake_wechat.sent_messages == []
     other = await policies.create_policy(actor=STAFF, code="P-902", title="老年人就业补贴",
                                          department="市人社局", theme="就业创业",
                                          audience=Audience.person, criteria={"min_age": 60},
                                          summary="")
     await policies.publish(actor=STAFF, policy_id=other.id)
-    await jobs.run_due()
+    await outbox.dispatch_due()
     assert [m["touser"] for m in fake_wechat.sent_messages] == [zhang.openid]
     assert await policies.set_theme_muted(user_id=zhang.id, theme="养老服务", muted=False) == []

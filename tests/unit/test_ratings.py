@@ -20,7 +20,7 @@ from models.ratings import (
     VisitResult,
 )
 from models.users import Role, User
-from services import clock, people
+from services import clock, outbox, people
 from services import ratings as service
 from services.auth import Principal
 from services.errors import AppError
@@ -199,6 +199,7 @@ async def test_reply_then_follow_up_closes_the_task() -> None:
     assert err.value.code.name == "rectification_state"
     replied = await service.reply_task(actor=clerk, task_id=task.id, text="已对窗口人员培训")
     assert replied.status is RectificationStatus.replied
+    await outbox.dispatch_due()  # the promised messages go out after commit
     assert await Notification.filter(user_id=me.user_id,
                                       dedup_key=f"rectification_reply:{task.id}").count() == 1
     with pytest.raises(AppError):

@@ -1,0 +1,281 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+import functools
+from json import dumps, loads
+from models.messages import MessageCategory
+from models.online import MaterialSource, MaterialStatus, UploadStatus
+from models.org import Position, RegionLevel
+from models.users import IdentityLevel
+from models.verification import VerificationMethod, VerificationStatus
+from tortoise.fields.base import OnDelete
+from tortoise import fields
+from tortoise.indexes import Index
+
+class Migration(migrations.Migration):
+    dependencies = [('models', '0001_initial')]
+
+    initial = False
+
+    operations = [
+        ops.CreateModel(
+            name='ApplicationDraft',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('user', fields.ForeignKeyField('models.User', source_field='user_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
+                ('applicant', fields.ForeignKeyField('models.User', source_field='applicant_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
+                ('enterprise', fields.ForeignKeyField('models.Enterprise', source_field='enterprise_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('item_code', fields.CharField(null=True, max_length=32)),
+                ('bundle_code', fields.CharField(null=True, max_length=32)),
+                ('hall_code', fields.CharField(max_length=32)),
+                ('title', fields.CharField(default='', max_length=128)),
+                ('form_fields', fields.JSONField(encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('form_versions', fields.JSONField(encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('values_enc', fields.TextField(unique=False)),
+                ('case', fields.OneToOneField('models.Case', source_field='case_id', null=True, db_constraint=True, to_field='id', related_name='online_draft', on_delete=OnDelete.SET_NULL)),
+                ('submitted_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(db_index=True, auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'online_drafts', 'app': 'models', 'pk_attr': 'id', 'table_description': 'An online application being filled in. The form is pinned at creation (``form_fields``'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='DeskRegistration',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('person', fields.OneToOneField('models.Person', source_field='person_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
+                ('worker', fields.ForeignKeyField('models.User', source_field='worker_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
+                ('registered_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('ended_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'desk_registrations', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A community worker typed in a person we had no record of (代预约 at the desk, the'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='FormDefinition',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('target_code', fields.CharField(db_index=True, max_length=32)),
+                ('version', fields.IntField()),
+                ('title', fields.CharField(default='', max_length=128)),
+                ('schema', fields.JSONField(encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('created_by', fields.ForeignKeyField('models.User', source_field='created_by_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'online_forms', 'app': 'models', 'unique_together': (('target_code', 'version'),), 'pk_attr': 'id', 'table_description': 'One version of the application form of an item or a bundle (``target_code``). Versions'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='IdentityVerification',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('user', fields.ForeignKeyField('models.User', source_field='user_id', db_constraint=True, to_field='id', related_name='identity_verifications', on_delete=OnDelete.CASCADE)),
+                ('method', fields.CharEnumField(description='face: face\ndesk: desk', enum_type=VerificationMethod, max_length=8)),
+                ('verified_by', fields.ForeignKeyField('models.User', source_field='verified_by_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('out_seq_no', fields.CharField(unique=True, max_length=32)),
+                ('verify_id', fields.CharField(default='', max_length=256)),
+                ('cert_name_enc', fields.CharField(max_length=255)),
+                ('cert_no_enc', fields.CharField(max_length=255)),
+                ('cert_no_hash', fields.CharField(db_index=True, max_length=64)),
+                ('cert_no_masked', fields.CharField(max_length=32)),
+                ('status', fields.CharEnumField(default=VerificationStatus.pending, description='pending: pending\npassed: passed\nfailed: failed', enum_type=VerificationStatus, max_length=8)),
+                ('verify_ret', fields.IntField(null=True)),
+                ('outcome', fields.CharField(default='', max_length=32)),
+                ('person', fields.ForeignKeyField('models.Person', source_field='person_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('took_from', fields.ForeignKeyField('models.User', source_field='took_from_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('took_from_notified_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('expires_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('finished_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'identity_verifications', 'app': 'models', 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Message',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('user', fields.ForeignKeyField('models.User', source_field='user_id', db_constraint=True, to_field='id', related_name='messages', on_delete=OnDelete.CASCADE)),
+                ('category', fields.CharEnumField(description='appointments: appointments\ncases: cases\npolicies: policies\ncomplaints: complaints\nhelper_offers: helper_offers', enum_type=MessageCategory, max_length=16)),
+                ('template', fields.CharField(max_length=64)),
+                ('title', fields.CharField(max_length=64)),
+                ('body', fields.CharField(max_length=500)),
+                ('page', fields.CharField(default='', max_length=255)),
+                ('action_path', fields.CharField(default='', max_length=255)),
+                ('dedup_key', fields.CharField(unique=True, max_length=191)),
+                ('read_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'messages', 'app': 'models', 'indexes': [Index(fields=['user_id', 'category', 'id']), Index(fields=['user_id', 'read_at'])], 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='OutboxMessage',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('kind', fields.CharField(max_length=64)),
+                ('payload', fields.JSONField(encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('dedup_key', fields.CharField(unique=True, max_length=191)),
+                ('status', fields.CharField(default='pending', max_length=16)),
+                ('available_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('attempts', fields.IntField(default=0)),
+                ('last_error', fields.CharField(default='', max_length=300)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('delivered_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'outbox_messages', 'app': 'models', 'indexes': [Index(fields=['status', 'available_at'])], 'pk_attr': 'id', 'table_description': 'One effect to deliver after the transaction that wrote it commits (a subscribe message,'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Region',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('code', fields.CharField(unique=True, max_length=12)),
+                ('name', fields.CharField(max_length=64)),
+                ('level', fields.CharEnumField(description='city: city\ncounty: county\ntownship: township\ncommunity: community', enum_type=RegionLevel, max_length=16)),
+                ('parent', fields.ForeignKeyField('models.Region', source_field='parent_id', null=True, db_constraint=True, to_field='id', related_name='children', on_delete=OnDelete.RESTRICT)),
+                ('path', fields.CharField(db_index=True, max_length=128)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'org_regions', 'app': 'models', 'pk_attr': 'id', 'table_description': 'An administrative division by its GB/T 2260 code (6 digits to county level; 9 for a'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Department',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('region', fields.ForeignKeyField('models.Region', source_field='region_id', db_constraint=True, to_field='id', related_name='departments', on_delete=OnDelete.RESTRICT)),
+                ('name', fields.CharField(max_length=64)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'org_departments', 'app': 'models', 'unique_together': (('region', 'name'),), 'pk_attr': 'id', 'table_description': "A 部门 of a region's government. ``name`` is what catalogue items, cases, complaints and"},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Membership',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('user', fields.ForeignKeyField('models.User', source_field='user_id', db_constraint=True, to_field='id', related_name='memberships', on_delete=OnDelete.CASCADE)),
+                ('position', fields.CharEnumField(description='clerk: clerk\nhall_manager: hall_manager\napprover: approver\nsupervisor: supervisor\nhelper: helper', enum_type=Position, max_length=16)),
+                ('hall', fields.ForeignKeyField('models.Hall', source_field='hall_id', null=True, db_constraint=True, to_field='id', related_name='memberships', on_delete=OnDelete.CASCADE)),
+                ('department', fields.ForeignKeyField('models.Department', source_field='department_id', null=True, db_constraint=True, to_field='id', related_name='memberships', on_delete=OnDelete.CASCADE)),
+                ('region', fields.ForeignKeyField('models.Region', source_field='region_id', null=True, db_constraint=True, to_field='id', related_name='memberships', on_delete=OnDelete.CASCADE)),
+                ('unit_key', fields.CharField(max_length=40)),
+                ('granted_by', fields.ForeignKeyField('models.User', source_field='granted_by_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'org_memberships', 'app': 'models', 'unique_together': (('user', 'position', 'unit_key'),), 'pk_attr': 'id', 'table_description': 'A user holds a position in exactly one unit: a hall, a department or a region.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='SmsQuota',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('user', fields.ForeignKeyField('models.User', source_field='user_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
+                ('day', fields.DateField()),
+                ('count', fields.IntField(default=0)),
+            ],
+            options={'table': 'sms_quotas', 'app': 'models', 'unique_together': (('user', 'day'),), 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Upload',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('owner', fields.ForeignKeyField('models.User', source_field='owner_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
+                ('storage_key', fields.CharField(unique=True, max_length=128)),
+                ('thumb_key', fields.CharField(null=True, max_length=128)),
+                ('content_type', fields.CharField(max_length=32)),
+                ('size', fields.BigIntField()),
+                ('sha256', fields.CharField(max_length=64)),
+                ('original_name', fields.CharField(default='', max_length=128)),
+                ('status', fields.CharEnumField(default=UploadStatus.stored, description='stored: stored\ndeleted: deleted', enum_type=UploadStatus, max_length=16)),
+                ('created_at', fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=True)),
+                ('deleted_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'online_uploads', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A file a user uploaded, re-encoded and kept in object storage under ``storage_key``.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='CaseMaterial',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('draft', fields.ForeignKeyField('models.ApplicationDraft', source_field='draft_id', null=True, db_constraint=True, to_field='id', related_name='materials', on_delete=OnDelete.CASCADE)),
+                ('case', fields.ForeignKeyField('models.Case', source_field='case_id', null=True, db_constraint=True, to_field='id', related_name='online_materials', on_delete=OnDelete.CASCADE)),
+                ('owner', fields.ForeignKeyField('models.User', source_field='owner_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
+                ('name', fields.CharField(max_length=64)),
+                ('source', fields.CharEnumField(description='upload: upload\nreuse: reuse\nlicence: licence', enum_type=MaterialSource, max_length=16)),
+                ('upload', fields.ForeignKeyField('models.Upload', source_field='upload_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('reused_from', fields.ForeignKeyField('models.CaseMaterial', source_field='reused_from_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('licence', fields.ForeignKeyField('models.ElectronicLicence', source_field='licence_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('supplement', fields.ForeignKeyField('models.SupplementRequest', source_field='supplement_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('status', fields.CharEnumField(default=MaterialStatus.pending, description='pending: pending\naccepted: accepted\nrejected: rejected', enum_type=MaterialStatus, max_length=16)),
+                ('reason', fields.CharField(default='', max_length=255)),
+                ('reviewed_by', fields.ForeignKeyField('models.User', source_field='reviewed_by_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('reviewed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('valid_until', fields.DateField(null=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'online_case_materials', 'app': 'models', 'indexes': [Index(fields=['owner_id', 'name', 'status'])], 'pk_attr': 'id', 'table_description': 'One material of an application: on the draft until submission, then on the case.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='UploadDeletion',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('upload_id_ref', fields.BigIntField(db_index=True)),
+                ('owner_id_ref', fields.BigIntField()),
+                ('storage_key', fields.CharField(max_length=128)),
+                ('reason', fields.CharField(max_length=32)),
+                ('by', fields.ForeignKeyField('models.User', source_field='by_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'online_upload_deletions', 'app': 'models', 'pk_attr': 'id', 'table_description': "Why and when an upload's bytes were deleted (by its owner or by the retention sweep)."},
+            bases=['Model'],
+        ),
+        ops.AddField(
+            model_name='Feedback',
+            name='publish',
+            field=fields.BooleanField(default=True),
+        ),
+        ops.AddField(
+            model_name='Hall',
+            name='region',
+            field=fields.ForeignKeyField('models.Region', source_field='region_id', null=True, db_constraint=True, to_field='id', related_name='halls', on_delete=OnDelete.SET_NULL),
+        ),
+        ops.AddField(
+            model_name='IdempotencyRecord',
+            name='claim_token',
+            field=fields.CharField(default='', max_length=32),
+        ),
+        ops.AddField(
+            model_name='IdempotencyRecord',
+            name='claimed_at',
+            field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
+        ),
+        ops.AddField(
+            model_name='Notification',
+            name='relay_to',
+            field=fields.ForeignKeyField('models.User', source_field='relay_to_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL),
+        ),
+        ops.AddField(
+            model_name='Notification',
+            name='sms_detail',
+            field=fields.CharField(default='', max_length=255),
+        ),
+        ops.AddField(
+            model_name='Notification',
+            name='sms_status',
+            field=fields.CharField(default='', max_length=16),
+        ),
+        ops.AddField(
+            model_name='User',
+            name='identity_level',
+            field=fields.CharEnumField(default=IdentityLevel.none, description='none: none\ndesk: desk\nface: face', enum_type=IdentityLevel, max_length=8),
+        ),
+        ops.AddField(
+            model_name='User',
+            name='identity_verified_at',
+            field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
+        ),
+    ]
