@@ -11,11 +11,12 @@ the replacement is up.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
 from sanic import Sanic
+
+from services.processes import pid_alive
 
 log = logging.getLogger("xq.workers")
 
@@ -73,23 +74,6 @@ def all_alive(app: Sanic) -> bool:  # type: ignore[type-arg]
             continue
         # ACKED: the worker said it serves. A replacement still importing the app (STARTING)
         # counts as missing, like the dead one it replaces.
-        if state.get("state") != "ACKED" or not _alive(state.get("pid")):
+        if state.get("state") != "ACKED" or not pid_alive(state.get("pid")):
             return False
     return True
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A SIGKILLed worker stays a zombie until the manager reaps it: look at its state too.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True

@@ -90,14 +90,23 @@ class Breaker:
         self._trial_in_flight = False
 
 
-def _make(name: str) -> Breaker:
-    s = get_settings()
-    return Breaker(name, failures=s.breaker_failures, open_seconds=s.breaker_open_seconds)
-
-
-database = _make("database")
-redis = _make("redis")
+_BREAKERS: dict[str, Breaker] = {}
 
 
 def by_name(name: str) -> Breaker:
-    return database if name == "database" else redis
+    """The process's breaker for ``database`` or ``redis``, made on first use: reading the
+    settings at import would make every import of this module a start-up check (a refused
+    start must come from the app factory, with its clean message)."""
+    b = _BREAKERS.get(name)
+    if b is None:
+        s = get_settings()
+        b = _BREAKERS[name] = Breaker(name, failures=s.breaker_failures,
+                                      open_seconds=s.breaker_open_seconds)
+    return b
+
+
+def __getattr__(name: str) -> Breaker:
+    # `breaker.database` / `breaker.redis`, as callers write them.
+    if name in ("database", "redis"):
+        return by_name(name)
+    raise AttributeError(name)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from services.processes import pid_alive
 from services.settings import get_settings
 
 _fd: int | None = None
@@ -50,16 +51,6 @@ def append(lines: list[str]) -> None:
     os.write(_fd, "".join(line + "\n" for line in lines).encode())
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 async def replay(insert: Callable[[list[str]], Awaitable[None]], *,
                  min_age_seconds: float = 0) -> int:
     """Insert this worker's journal, and those of dead workers on this host, then drop them.
@@ -82,7 +73,7 @@ async def replay(insert: Callable[[list[str]], Awaitable[None]], *,
             if _fd is not None:
                 os.close(_fd)
                 _fd, _path = None, None
-        elif not _alive(pid):
+        elif not pid_alive(pid):
             rotated = path.with_suffix(f".{time.time_ns()}.replay")
             with contextlib.suppress(FileNotFoundError):
                 path.rename(rotated)  # another worker may have taken it first
@@ -94,7 +85,7 @@ async def replay(insert: Callable[[list[str]], Awaitable[None]], *,
     for rotated in sorted(d.glob(f"{host}-*.replay")):
         # Left by a failed run (or a worker that died mid-replay): its worker's or dead.
         pid = int(rotated.name[len(host) + 1:].split(".", 1)[0])
-        if (pid == os.getpid() or not _alive(pid)) and (
+        if (pid == os.getpid() or not pid_alive(pid)) and (
                 time.time() - rotated.stat().st_mtime >= min_age_seconds):
             moved += await _replay_file(rotated, insert)
     return moved
