@@ -381,3 +381,18 @@ async def test_window_journeys_in_process(api: Any, app: Any) -> None:
         for _ in range(2):
             for journey in window_journeys.JOURNEYS:
                 await journey(j)
+
+
+async def test_identity_look_ups_at_the_window_are_rate_limited(
+        api: Any, monkeypatch: Any) -> None:
+    w = await _world(api)
+    from services.window import intake
+
+    monkeypatch.setattr(intake, "INTAKE_PER_HOUR", 2)
+    body = {"name": "王某某", "id_number": ZHANG[1], "item_code": "MZ-004"}
+    for _ in range(2):
+        assert (await w.xf.post("/api/v1/window/cases", json=body)).status == 422
+    limited = await w.xf.post("/api/v1/window/cases", json=body)
+    assert limited.status == 429 and limited.json["error"]["code"] == "rate_limited"
+    # Per clerk: a colleague at the same hall is not held up.
+    assert (await w.xf2.post("/api/v1/window/cases", json=body)).status == 422
