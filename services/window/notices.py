@@ -3,7 +3,7 @@ reason) and the 不予受理告知书 (the ground and its legal basis).
 
 PDFs are drawn with fpdf2 in the project's CJK font (``services.fonts.cjk_font``: the bundled
 Noto Sans SC subset, embedded and subset again per document, so the text is real text a reader
-or ``pypdf`` can extract, not pixels). Rendering is CPU work (~0.1-0.5 s): callers run
+or ``pypdf`` can extract, not pixels). Rendering is CPU work (0.15-0.23 s here): callers run
 ``render_*`` off the event loop (``asyncio.to_thread``). Each notice carries the case's QR code
 (the case id in the mini program's scheme) so the applicant or another clerk finds the case.
 """

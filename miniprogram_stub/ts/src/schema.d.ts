@@ -5999,10 +5999,14 @@ export interface components {
         Ready: {
             /** Database */
             database: boolean;
+            /** Down */
+            down: string[];
             /** Redis */
             redis: boolean;
             /** Status */
             status: string;
+            /** Workers */
+            workers: boolean;
         };
         /** RectificationBrief */
         RectificationBrief: {
@@ -7575,6 +7579,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~cases_admin.case_alerts": {
@@ -7664,6 +7677,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7766,6 +7788,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~cases_admin.staff_cases": {
@@ -7858,6 +7889,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7967,6 +8007,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~admin_feedback.staff_detail": {
@@ -8054,6 +8103,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8159,6 +8217,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~admin_feedback.staff_moderate": {
@@ -8250,6 +8317,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8355,6 +8431,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~admin_grids.list_assignments": {
@@ -8446,6 +8531,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8549,6 +8643,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "delete~admin_grids.end": {
@@ -8636,6 +8739,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8741,6 +8853,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "put~admin_guide.replace_flow": {
@@ -8839,6 +8960,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~admin_guide.create_item": {
@@ -8928,6 +9058,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9033,6 +9172,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "delete~admin_guide.deactivate_item": {
@@ -9127,6 +9275,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~helpers_admin.list_profiles": {
@@ -9214,6 +9371,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9319,6 +9485,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~identity_admin.desk_verification": {
@@ -9408,6 +9583,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9513,6 +9697,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~admin_notifications.delivery_figures": {
@@ -9603,6 +9796,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9708,6 +9910,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~online_admin.form_versions": {
@@ -9795,6 +10006,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9896,6 +10116,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~admin_org.create_department": {
@@ -9985,6 +10214,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10090,6 +10328,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "delete~admin_org.delete_department": {
@@ -10177,6 +10424,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10275,6 +10531,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10383,6 +10648,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~admin_org.add_membership": {
@@ -10472,6 +10746,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10577,6 +10860,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "delete~admin_org.remove_membership": {
@@ -10664,6 +10956,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10766,6 +11067,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~admin_org.create_region": {
@@ -10855,6 +11165,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10960,6 +11279,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "delete~admin_org.delete_region": {
@@ -11047,6 +11375,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11152,6 +11489,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~admin_policies.admin_list": {
@@ -11242,6 +11588,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11345,6 +11700,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~admin_policies.admin_detail": {
@@ -11432,6 +11796,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11530,6 +11903,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11734,6 +12116,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~admin_ratings.tasks": {
@@ -11833,6 +12224,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~admin_ratings.task": {
@@ -11920,6 +12320,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12025,6 +12434,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~admin_ratings.reply": {
@@ -12116,6 +12534,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12222,6 +12649,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~admin_users.list_users": {
@@ -12312,6 +12748,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12627,6 +13072,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~appointments.book": {
@@ -12716,6 +13170,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12817,6 +13280,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~appointments.cancel": {
@@ -12904,6 +13376,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13009,6 +13490,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~appointments.reschedule": {
@@ -13100,6 +13590,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13203,6 +13702,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~auth.logout": {
@@ -13299,6 +13807,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~auth.refresh": {
@@ -13370,6 +13887,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13561,6 +14087,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~cases.open_case": {
@@ -13657,6 +14192,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~cases.get_case": {
@@ -13744,6 +14288,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13849,6 +14402,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~cases.reopen": {
@@ -13940,6 +14502,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14045,6 +14616,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~cases.move": {
@@ -14143,6 +14723,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "delete~codes.revoke_doorplate": {
@@ -14230,6 +14819,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14436,6 +15034,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~codes.doorplate_sheet": {
@@ -14524,6 +15131,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14630,6 +15246,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~codes.issue_enterprise": {
@@ -14724,6 +15349,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "delete~codes.revoke_enterprise": {
@@ -14811,6 +15445,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15026,6 +15669,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~feedback.mine": {
@@ -15115,6 +15767,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15321,6 +15982,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "put~feedback.publication": {
@@ -15412,6 +16082,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15517,6 +16196,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~feedback.satisfaction": {
@@ -15615,6 +16303,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~feedback.public": {
@@ -15676,6 +16373,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~guide.list_bundles": {
@@ -15727,6 +16433,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15801,6 +16516,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~guide.facets": {
@@ -15857,6 +16581,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~guide.list_flows": {
@@ -15906,6 +16639,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15973,6 +16715,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16051,6 +16802,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~guide.list_items": {
@@ -16111,6 +16871,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16185,6 +16954,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~guide.search": {
@@ -16240,6 +17018,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16344,6 +17131,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~appointments.hall_code": {
@@ -16431,6 +17227,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16532,6 +17337,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "put~appointments.put_rule": {
@@ -16623,6 +17437,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16731,6 +17554,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~helper.accept": {
@@ -16818,6 +17650,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16923,6 +17764,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~helper.transfer": {
@@ -17021,6 +17871,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~helper.worklist": {
@@ -17106,6 +17965,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17211,6 +18079,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "put~helper.duty": {
@@ -17307,6 +18184,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~map.hall": {
@@ -17367,6 +18253,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17451,6 +18346,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~map.places": {
@@ -17516,6 +18420,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17615,6 +18528,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~me.access_log": {
@@ -17700,6 +18622,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17804,6 +18735,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~codes.my_code_scans": {
@@ -17893,6 +18833,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18005,6 +18954,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~identity.notices": {
@@ -18090,6 +19048,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18289,6 +19256,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18498,6 +19474,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~messages.get_message": {
@@ -18585,6 +19570,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18686,6 +19680,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~messages.unread_message": {
@@ -18773,6 +19776,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18876,6 +19888,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~notice_settings.consent_plan": {
@@ -18964,6 +19985,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19067,6 +20097,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~notice_settings.notice_settings": {
@@ -19152,6 +20191,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19360,6 +20408,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~me.record_subscription": {
@@ -19456,6 +20513,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~online.get_application": {
@@ -19543,6 +20609,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19649,6 +20724,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~online.supplement": {
@@ -19747,6 +20831,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~online.list_drafts": {
@@ -19835,6 +20928,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19938,6 +21040,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~online.get_draft": {
@@ -20025,6 +21136,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20130,6 +21250,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "delete~online.detach": {
@@ -20218,6 +21347,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20323,6 +21461,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "put~online.save_values": {
@@ -20414,6 +21561,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20585,6 +21741,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20907,6 +22072,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~policies.detail": {
@@ -20967,6 +22141,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21066,6 +22249,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~policies.get_muted_themes": {
@@ -21151,6 +22343,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21254,6 +22455,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~proxy_authorizations.my_grants": {
@@ -21339,6 +22549,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21442,6 +22661,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "delete~proxy_authorizations.revoke": {
@@ -21529,6 +22757,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21624,6 +22861,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21792,6 +23038,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~appointments.join_waitlist": {
@@ -21883,6 +23138,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21982,6 +23246,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "delete~appointments.leave_waitlist": {
@@ -22069,6 +23342,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22172,6 +23454,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~window.get_window_case": {
@@ -22259,6 +23550,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22364,6 +23664,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~window.handover": {
@@ -22455,6 +23764,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22767,6 +24085,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "post~window.supplied": {
@@ -22862,6 +24189,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~window.commitment_checks": {
@@ -22950,6 +24286,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23055,6 +24400,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     "get~window.owner_load": {
@@ -23140,6 +24494,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23235,6 +24598,15 @@ export interface operations {
             };
             /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
