@@ -238,6 +238,13 @@ async def test_tolerated_accept_supplied_then_result_released(api: Any) -> None:
     # The ID card is a key material: no 容缺 for it.
     key = await w.xf.post(f"/api/v1/window/cases/{cid}/accept", json={})
     assert key.status == 409 and key.json["error"]["code"] == "window_key_materials_missing"
+    # Refused with a tolerable material named: the move rolls back with nothing written.
+    half = await w.xf.post(f"/api/v1/window/cases/{cid}/accept", json={
+        "tolerated": [{"material": "户口簿", "reason": "在老家"}],
+        "supply_by": str(clock.today() + timedelta(days=5))})
+    assert half.status == 409
+    assert await ToleratedMaterial.filter(case_id=cid).count() == 0
+    assert (await Case.get(id=cid)).status is CaseStatus.materials_pending
     refused = await w.xf.post(f"/api/v1/window/cases/{cid}/accept", json={
         "tolerated": [{"material": "居民身份证", "reason": "过期"}],
         "supply_by": str(clock.today() + timedelta(days=5))})
