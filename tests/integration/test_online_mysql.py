@@ -11,7 +11,7 @@ import pytest
 
 from models.cases import Case, CaseStatus
 from models.online import CaseMaterial, Upload
-from models.users import Person, User
+from models.users import IdentityLevel, Person, User
 from services import cases, doorplates, online, people, seed
 from services.auth import Principal
 from services.errors import AppError
@@ -29,7 +29,9 @@ async def _people() -> tuple[Principal, Principal]:
                    online.seed_online):
         await seeder(data)
     person = await Person.get(id_number_hash=people.id_lookup_hash("621002194103050316"))
-    user = await User.create(openid="o-zhang-mysql", person=person)
+    # Bound as if face-verified: only a proven identity prefills the form's name and ID.
+    user = await User.create(openid="o-zhang-mysql", person=person,
+                             identity_level=IdentityLevel.face)
     staff = await User.create(openid="o-staff-mysql")
     return (Principal(user.id, frozenset({"resident"})),
             Principal(staff.id, frozenset({"resident", "staff"})))
