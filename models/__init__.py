@@ -20,4 +20,5 @@ MODEL_MODULES: list[str] = [
     "models.onbehalf",
     "models.online",
     "models.outbox",
+    "models.window",
 ]

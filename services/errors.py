@@ -88,6 +88,11 @@ class ErrorCode(Enum):
     draft_submitted = (409, "该申请已提交")
     materials_mismatch = (422, "补正材料须与告知的材料一致")
     form_not_found = (404, "该事项暂未开通网上申请")
+    # 综窗 at the window (services/window/)
+    window_clerk_only = (403, "仅大厅综窗受理员可以在窗口受理")
+    window_key_materials_missing = (409, "尚缺必须当场提交的材料，不能受理")
+    window_result_blocked = (409, "尚有容缺材料未补齐，暂不能发放结果")
+    window_commitment_checked = (409, "该承诺已核查")
 
     @property
     def status(self) -> int:

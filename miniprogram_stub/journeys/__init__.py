@@ -21,6 +21,7 @@ from miniprogram_stub.journeys import identity as identity_journeys
 from miniprogram_stub.journeys import messages as message_journeys
 from miniprogram_stub.journeys import online as online_journeys
 from miniprogram_stub.journeys import org as org_journeys
+from miniprogram_stub.journeys import window as window_journeys
 
 Journey = Callable[[Journeys], Awaitable[None]]
 
@@ -35,4 +36,5 @@ ALL: list[Journey] = [
     *message_journeys.JOURNEYS,
     *org_journeys.JOURNEYS,
     *online_journeys.JOURNEYS,
+    *window_journeys.JOURNEYS,
 ]
