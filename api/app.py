@@ -33,6 +33,7 @@ from api import org as org_api
 from api import policies as policies_api
 from api import ratings as ratings_api
 from api import stats as stats_api
+from api import window as window_api
 from api.endpoint import TAG_DESCRIPTIONS
 from services import cache, db, jobs
 from services import wechat as wechat_service
@@ -56,6 +57,7 @@ BLUEPRINTS = [
     org_api.bp, org_api.admin_bp,
     grids_api.bp,
     online_api.bp, online_api.admin_bp,
+    window_api.bp,
     approval_api.bp, approval_api.ratings_bp,
 ]
 

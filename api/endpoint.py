@@ -130,6 +130,16 @@ def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
         content_type = request.headers.get("content-type", "application/json")
         if "json" not in content_type:
             raise AppError(ErrorCode.unsupported_media_type)
+        # Validation straight from the bytes (pydantic's Rust parser, no dict in between):
+        # the common case, a well-formed body, costs one pass. Anything it refuses goes the
+        # long way below, so every refusal keeps its status and message.
+        try:
+            parsed = model.model_validate_json(request.body)
+        except ValueError:
+            pass
+        else:
+            if not _out_of_range(parsed):
+                return parsed
         try:
             raw = request.json
         except Exception as exc:  # sanic raises BadRequest subclasses on malformed JSON
@@ -317,6 +327,7 @@ TAG_DESCRIPTIONS = {
     "messages": "站内消息：通知中心、订阅授权与短信兜底",
     "online": "全程网办：电子表单、材料上传、补正与材料复用",
     "org": "组织机构：行政区划、部门、大厅人员岗位与数据权限",
+    "window": "综窗：现场受理、首问负责、受理前一次性告知、容缺受理、告知承诺、不予受理",
     "approval": "综窗后台审批与统一出件：审批队列、认领、审批、退回窗口、领取方式、窗口领取与邮寄",
 }
 

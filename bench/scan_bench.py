@@ -9,7 +9,9 @@ Run from the repo root::
 What it does: prepares a throwaway SQLite database (schemas + ``manage.py seed``) and Redis db 12,
 mints a staff access token and codes, starts both servers as subprocesses (``sanic ...
 --single-process``: one event loop each, so the comparison is loop against loop), then drives
-them alternately with the same number of keep-alive connections for the same time, in rounds,
+them alternately with the same number of keep-alive connections for the same time, in rounds
+(with ``wrk`` by default — see bench/wrk/__init__.py for how to get it; ``--client python`` uses
+the asyncio client below), against a Redis db of its own (``XQ_BENCH_REDIS_URL``; it is flushed),
 and prints throughput, the ratio, p50/p99 latency, and the CPU the server process and Redis spent
 per request (the load generator shares the machine, so CPU per request is the steadier figure).
 The real app runs its background jobs, so the scan-log flush is part of what is measured.
@@ -39,8 +41,11 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 
+from bench.wrk import run_repeat, wrk_binary
+
 ROOT = Path(__file__).resolve().parents[1]
-REDIS_URL = "redis://127.0.0.1:6379/12"
+# A Redis db of your own (the bench flushes it): two benches on one db void each other's codes.
+REDIS_URL = os.environ.get("XQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 BARE_KEY = "bench:bare"
 
 
@@ -161,11 +166,12 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, target: str, env: dict[str, str], log: Path) -> None:
+    def __init__(self, target: str, env: dict[str, str], log: Path, workers: int = 1) -> None:
         self.port = _free_port()
         self.log = log.open("w")
+        procs = ["--single-process"] if workers == 1 else ["--workers", str(workers)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sanic", target, "--factory", "--single-process",
+            [sys.executable, "-m", "sanic", target, "--factory", *procs,
              "--host", "127.0.0.1", "--port", str(self.port), "--no-access-logs", "--no-motd"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
@@ -212,7 +218,11 @@ class Result:
     def rps(self) -> float:
         return self.requests / self.seconds
 
+    p50_p99: tuple[float, float] | None = None  # from wrk, which keeps no per-request list
+
     def pct(self, q: float) -> float:
+        if self.p50_p99 is not None and q in (0.50, 0.99):
+            return self.p50_p99[0 if q == 0.50 else 1]
         if not self.latencies:
             return float("nan")
         ordered = sorted(self.latencies)
@@ -299,7 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--max-requests", type=int, default=200_000, help="per round, a bound")
     ap.add_argument("--database-url", default="", help="default: a temp SQLite file")
+    ap.add_argument("--client", choices=["wrk", "python"], default="wrk",
+                    help="load generator: wrk (default; see bench/wrk) or the asyncio client")
     args = ap.parse_args(argv)
+    if args.client == "wrk":
+        wrk_binary()  # fail before preparing anything if it is missing
 
     try:
         import uvloop
@@ -324,7 +338,31 @@ def main(argv: list[str] | None = None) -> int:
                 "scan": (real, _request("/api/v1/codes/scan", body, token))}
         results: dict[str, list[Result]] = {"bare": [], "scan": []}
 
+        paths = {"bare": ("/bare", ""), "scan": ("/api/v1/codes/scan", token)}
+
+        async def run_wrk() -> None:
+            r = Redis.from_url(REDIS_URL)
+            for name, (server, _req) in runs.items():  # warm-up
+                run_repeat(server.port, (*paths[name], body.decode()),
+                           connections=args.connections, seconds=1.0, pgid=server.proc.pid)
+            for i in range(args.rounds):
+                order = list(runs) if i % 2 == 0 else list(reversed(runs))
+                for name in order:
+                    server, _req = runs[name]
+                    rcpu0 = await _redis_cpu(r)
+                    w = run_repeat(server.port, (*paths[name], body.decode()),
+                                   connections=args.connections, seconds=args.seconds,
+                                   pgid=server.proc.pid)
+                    res = Result(w.requests, sum(w.statuses.values()), w.seconds, [],
+                                 server_cpu=w.server_cpu, redis_cpu=await _redis_cpu(r) - rcpu0)
+                    res.p50_p99 = (w.p50_ms, w.p99_ms)
+                    results[name].append(res)
+            await r.aclose()
+
         async def run_all() -> None:
+            if args.client == "wrk":
+                await run_wrk()
+                return
             r = Redis.from_url(REDIS_URL)
             for server, req in runs.values():  # warm-up: caches and lazily built paths
                 await _drive(server.port, req, connections=args.connections, seconds=1.0,
@@ -344,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         real.stop()
         bare.stop()
 
-    print(f"scenario={args.scenario} db={db_url.split(':')[0]} "
+    print(f"scenario={args.scenario} client={args.client} db={db_url.split(':')[0]} "
           f"connections={args.connections} rounds={args.rounds}x{args.seconds:g}s "
           f"cpus={os.cpu_count()}")
     summary = {}
@@ -354,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         lat = [x for r in rs for x in r.latencies]
         merged = Result(sum(r.requests for r in rs), sum(r.errors for r in rs),
                         sum(r.seconds for r in rs), lat)
+        if not lat:  # wrk: the median of the rounds' percentiles
+            merged.p50_p99 = (statistics.median(r.pct(0.50) for r in rs),
+                              statistics.median(r.pct(0.99) for r in rs))
         summary[name] = statistics.median(r.rps for r in rs)
         cpu_per_request[name] = sum(r.server_cpu for r in rs) / max(1, merged.requests) * 1e6
         rcpu = sum(r.redis_cpu for r in rs) / max(1, merged.requests) * 1e6

@@ -20,5 +20,6 @@ MODEL_MODULES: list[str] = [
     "models.onbehalf",
     "models.online",
     "models.outbox",
+    "models.window",
     "models.approval",
 ]

@@ -25,14 +25,19 @@ class CaseStatus(StrEnum):
     result_delivered = "result_delivered"
     closed = "closed"
     withdrawn = "withdrawn"
+    # 综窗 at the window (issue 12 front half): before acceptance.
+    materials_pending = "materials_pending"  # 一次性告知 given on a submitted case: 待补齐
+    not_accepted = "not_accepted"  # 不予受理, with the ground and a printed 告知书
     # 综窗 (issue 12, services/approval): an approver sent it back to the window with a reason.
     returned = "returned"
 
 
 class Case(Model):
     id = fields.BigIntField(primary_key=True)
-    applicant: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
-        "models.User", related_name="cases", on_delete=fields.RESTRICT
+    # Null for a walk-in whose person has no verified account yet: the case belongs to the
+    # person, and their account adopts it once it is face-verified (services/window/intake.py).
+    applicant: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="cases", null=True, on_delete=fields.RESTRICT
     )
     person: fields.ForeignKeyNullableRelation[Person] = fields.ForeignKeyField(
         "models.Person", related_name=False, null=True, on_delete=fields.SET_NULL
@@ -125,6 +130,8 @@ class SupplementRequest(Model):
 class CaseAlertLevel(StrEnum):
     due_soon = "due_soon"
     overdue = "overdue"
+    # 容缺受理: a material the applicant promised to bring later is past its deadline.
+    materials_late = "materials_late"
 
 
 class CaseAlert(Model):

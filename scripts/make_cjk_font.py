@@ -20,8 +20,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fontTools import subset  # type: ignore[import-not-found]
-from fontTools.ttLib import TTCollection  # type: ignore[import-not-found]
+from fontTools import subset
+from fontTools.ttLib import TTCollection
 
 OUT = Path(__file__).resolve().parent.parent / "services" / "fonts" / "NotoSansSC-GB2312.otf"
 

@@ -40,6 +40,7 @@ from models.messages import MessageCategory
 from models.users import Person, Role, User
 from services import (
     audit,
+    bookingref,
     clock,
     db,
     deskview,
@@ -113,7 +114,56 @@ async def suspended_until(person_id: int) -> datetime | None:
     return clock.local(until) if until > now else None
 
 
-async def _check_not_suspended(person_id: int) -> None:
+@dataclass(frozen=True)
+class _PersonFacts:
+    active: int  # bookings still to come
+    holds_slot: bool  # already holds a place in the slot asked for
+    recent_no_shows: int  # within the no-show window
+
+
+async def _person_facts(person_id: int, slot_id: int) -> _PersonFacts:
+    """What the booking rules need to know about a person, in one statement (three reads
+    before). Run before the transaction to refuse early, and again after the person's lock,
+    where it decides. Plain SQL, as in services/deskview.py: Tortoise spends more CPU building
+    this aggregate than the database spends answering it; values go through the model
+    fields' own converters, so SQLite and MySQL compare alike. ``_meta.db`` is the
+    transaction's connection when called inside one."""
+    s = get_settings()
+    now = clock.now()
+    ends = Appointment._meta.fields_map["ends_at"]
+    conn = Appointment._meta.db
+    ph = db.placeholder(conn)
+    rows = await conn.execute_query_dict(
+        "SELECT "  # noqa: S608 - table name from model meta, values bound
+        f"COALESCE(SUM(CASE WHEN status = {ph} AND ends_at > {ph} THEN 1 ELSE 0 END), 0) "
+        "AS active, "
+        f"COALESCE(SUM(CASE WHEN slot_id = {ph} AND holding = {ph} THEN 1 ELSE 0 END), 0) "
+        "AS holds, "
+        f"COALESCE(SUM(CASE WHEN status = {ph} AND ends_at >= {ph} THEN 1 ELSE 0 END), 0) "
+        f"AS no_shows FROM {Appointment._meta.db_table} WHERE person_id = {ph}",
+        [AppointmentStatus.booked.value, ends.to_db_value(now, Appointment),
+         slot_id, True,
+         AppointmentStatus.no_show.value,
+         ends.to_db_value(now - timedelta(days=s.appointment_no_show_window_days),
+                          Appointment),
+         person_id])
+    row = rows[0]
+    return _PersonFacts(active=int(row["active"]), holds_slot=bool(int(row["holds"])),
+                        recent_no_shows=int(row["no_shows"]))
+
+
+def _check_limits(facts: _PersonFacts) -> None:
+    if facts.holds_slot:
+        raise AppError(ErrorCode.already_booked, "已预约该时段，无需重复预约")
+    s = get_settings()
+    if facts.active >= s.appointment_max_active:
+        raise AppError(ErrorCode.booking_limit_reached,
+                       f"未完成的预约最多{s.appointment_max_active}个，请先办理或取消已有预约")
+
+
+async def _check_not_suspended(person_id: int, facts: _PersonFacts | None = None) -> None:
+    if facts is not None and facts.recent_no_shows < get_settings().appointment_no_show_limit:
+        return  # too few no-shows in the window for any suspension: no need to look closer
     until = await suspended_until(person_id)
     if until is not None:
         s = get_settings()
@@ -131,17 +181,17 @@ async def _bookable_slot(slot_id: int) -> Slot:
         raise not_found("预约时段")
     if slot.starts_at <= clock.now():
         raise AppError(ErrorCode.slot_not_bookable, "该时段已开始或已结束")
-    rule = await slots.rule_for(slot.hall_id, slot.window_kind)  # type: ignore[attr-defined]
+    rule = await bookingref.rule(slot.hall_id, slot.window_kind)  # type: ignore[attr-defined]
     if rule is None or clock.local(slot.starts_at).date() > slots.horizon(rule):
         raise AppError(ErrorCode.slot_not_bookable, "该时段暂未开放预约")
     return slot
 
 
-async def _item_for(slot: Slot, item_code: str) -> ServiceItem:
-    item = await ServiceItem.get_or_none(code=item_code, is_active=True)
+async def _item_for(slot: Slot, item_code: str) -> bookingref.ItemRef:
+    item = await bookingref.item(item_code)
     if item is None:
         raise not_found("事项")
-    if item.window_kind != slot.window_kind:
+    if item.window_kind != str(getattr(slot.window_kind, "value", slot.window_kind)):
         raise AppError(ErrorCode.item_not_offered, "该事项不在此窗口办理")
     if item.hall_codes and slot.hall.code not in item.hall_codes:
         raise AppError(ErrorCode.item_not_offered, "该大厅不办理此事项")
@@ -174,15 +224,8 @@ async def _book_locked(
 ) -> Appointment:
     """The booking itself; runs inside the caller's transaction."""
     # The lock comes first: a plain read before it would pin an older snapshot.
-    await Person.select_for_update().get(id=person.id)
-    if await Appointment.filter(slot_id=slot.id, person_id=person.id, holding=True).exists():
-        raise AppError(ErrorCode.already_booked, "已预约该时段，无需重复预约")
-    s = get_settings()
-    active = await Appointment.filter(person_id=person.id, status__in=ACTIVE,
-                                      ends_at__gt=clock.now()).count()
-    if active >= s.appointment_max_active:
-        raise AppError(ErrorCode.booking_limit_reached,
-                       f"未完成的预约最多{s.appointment_max_active}个，请先办理或取消已有预约")
+    await Person.select_for_update().only("id").get(id=person.id)
+    _check_limits(await _person_facts(person.id, slot.id))
     if waitlist_entry_id is not None:
         claimed = await WaitlistEntry.filter(id=waitlist_entry_id,
                                              status=WaitlistStatus.waiting).update(
@@ -211,18 +254,29 @@ async def book(
     *, actor: Principal, slot_id: int, item_code: str, on_behalf_of: OnBehalf | None = None,
     request_id: str = "",
 ) -> Appointment:
-    person = await _resolve_person(actor, on_behalf_of)
-    slot = await _bookable_slot(slot_id)
+    if on_behalf_of is None:
+        slot = await _bookable_slot(slot_id)
+        # Full even for a green booker (who may use every pool) is full for anyone: refused
+        # before the person is read, so each of a crowd behind a sold-out slot costs one
+        # read. (On behalf, the relation check stays first: it counts every attempt.)
+        if slots.remaining_for(slot, green=True) <= 0:
+            raise AppError(ErrorCode.slot_full)
+        person = await _resolve_person(actor, None)
+    else:
+        person = await _resolve_person(actor, on_behalf_of)
+        slot = await _bookable_slot(slot_id)
     await _item_for(slot, item_code)
-    await _check_not_suspended(person.id)
     by_worker = on_behalf_of is not None
     green = slots.is_green(person, on=clock.local(slot.starts_at).date(), by_worker=by_worker)
-    resident_id = actor.user_id if not by_worker else await _account_of(person.id)
-    # Fast refusal for a visibly full slot, so a crowd behind a sold-out slot doesn't queue
-    # for its row lock; the conditional update inside the transaction still decides.
-    await slot.refresh_from_db(fields=["general_booked", "green_booked"])
+    # Fast refusals before any transaction or lock: a visibly full slot (the slot was read
+    # just now), so a crowd behind a sold-out slot doesn't queue for its row lock; then the
+    # person's limits. The locked statements inside the transaction still decide.
     if slots.remaining_for(slot, green=green) <= 0:
         raise AppError(ErrorCode.slot_full)
+    facts = await _person_facts(person.id, slot.id)
+    await _check_not_suspended(person.id, facts)
+    _check_limits(facts)
+    resident_id = actor.user_id if not by_worker else await _account_of(person.id)
 
     async def attempt() -> Appointment:
         async with in_transaction() as conn:
@@ -235,6 +289,8 @@ async def book(
             return appt
 
     appt = await _retrying(attempt)
+    # What the answer shows, already in hand: the caller needn't read the row back.
+    appt.hall, appt.person = slot.hall, person
     await deskview.changed(person.id)
     if by_worker:
         # The worker typed in someone's name and ID number: leave a trace the person can see
@@ -312,8 +368,12 @@ async def hall_day(*, actor: Principal, hall_code: str, day: date) -> list[Appoi
 
 
 async def item_names(codes: set[str]) -> dict[str, str]:
-    rows = await ServiceItem.filter(code__in=list(codes)).values_list("code", "name")
-    return {str(c): str(n) for c, n in rows}
+    names = {c: ref.name for c in codes if (ref := bookingref.cached_item(c)) is not None}
+    missing = [c for c in codes if c not in names]
+    if missing:
+        rows = await ServiceItem.filter(code__in=missing).values_list("code", "name")
+        names.update({str(c): str(n) for c, n in rows})
+    return names
 
 
 # --- cancel / reschedule -------------------------------------------------------------------

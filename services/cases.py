@@ -64,6 +64,7 @@ class Action(StrEnum):
     close = "close"
     withdraw = "withdraw"
     reopen = "reopen"
+    refuse = "refuse"  # 不予受理 (services/window/refusal.py)
     # 综窗 (issue 12): an approver sends the case back to the window with a reason.
     return_to_window = "return_to_window"
 
@@ -101,6 +102,19 @@ TRANSITIONS: dict[tuple[CaseStatus, Action], Rule] = {
     (S.closed, Action.reopen): Rule(
         S.under_review, frozenset({ActorKind.applicant, ActorKind.staff})
     ),
+    # --- 综窗 at the window (issue 12, front half; services/window/) -------------------------
+    # 一次性告知 before acceptance: the case waits for the materials without a clock running;
+    # handing them in (the applicant online, or the clerk taking them at the desk) puts it
+    # back to submitted. Accepting from here is 容缺/承诺 acceptance (services/window/
+    # acceptance.py checks that only tolerable or promised materials are still missing).
+    (S.submitted, Action.request_supplement): Rule(S.materials_pending, _STAFF),
+    (S.materials_pending, Action.resubmit): Rule(S.submitted, _APPLICANT_SIDE | _STAFF),
+    (S.materials_pending, Action.accept): Rule(S.accepted, _STAFF),
+    (S.materials_pending, Action.withdraw): Rule(S.withdrawn, _APPLICANT_SIDE),
+    # 不予受理: never silent, always with a ground from the item (services/window/refusal.py).
+    (S.submitted, Action.refuse): Rule(S.not_accepted, _STAFF),
+    (S.materials_pending, Action.refuse): Rule(S.not_accepted, _STAFF),
+    # --- end 综窗 ------------------------------------------------------------------------------
     # --- 综窗 behind the scenes (issue 12, services/approval) -------------------------------
     # An approver sends the case back to the window (a reason is required); the window clears
     # it up and sends it on (start_review), asks the applicant for materials, or the applicant
@@ -119,7 +133,7 @@ PROXY_SCOPE: dict[Action, ProxyScope] = {
     Action.withdraw: ProxyScope.withdraw,
 }
 
-TERMINAL = (S.closed, S.withdrawn)
+TERMINAL = (S.closed, S.withdrawn, S.not_accepted)
 # States in which the promised time is running (alerts are raised only for these).
 CLOCK_RUNNING = (S.accepted, S.under_review, S.resubmitted)
 
@@ -134,6 +148,8 @@ STATUS_LABELS: dict[CaseStatus, str] = {
     S.result_delivered: "结果已送达",
     S.closed: "已办结",
     S.withdrawn: "已撤回",
+    S.materials_pending: "待补齐材料",
+    S.not_accepted: "不予受理",
     S.returned: "已退回窗口",
 }
 
@@ -148,6 +164,7 @@ ACTION_LABELS: dict[Action, str] = {
     Action.close: "办结",
     Action.withdraw: "撤回",
     Action.reopen: "重新办理",
+    Action.refuse: "不予受理",
     Action.return_to_window: "退回窗口",
 }
 
@@ -198,6 +215,13 @@ async def access(actor: Principal, case: Case) -> Access:
         # Staff act on the cases of their hall, department or region only (services/scope.py).
         kinds.add(ActorKind.staff)
         view = True
+    if case.applicant_id is None and case.person_id is not None:  # type: ignore[attr-defined]
+        # A walk-in opened at the window before the person had a verified account: theirs
+        # once they bind (face-verified), never by a typed-in identity.
+        from services.window import intake
+
+        if await intake.adopt_walk_ins(actor.user_id, case_id=case.id):
+            case.applicant_id = actor.user_id
     if case.applicant_id == actor.user_id:  # type: ignore[attr-defined]
         kinds.add(ActorKind.applicant)
         view = True
@@ -468,10 +492,14 @@ MOVE_HOOKS: list[Callable[[Moved], Awaitable[None]]] = []
 # The moves a person must act on or has waited for get their own template (and, when WeChat
 # can't deliver them, an SMS: services.messages.KINDS says which matter).
 _EVENT_TEMPLATES = {S.supplement_requested: "case_supplement", S.approved: "case_result",
-                    S.rejected: "case_result"}
+                    S.rejected: "case_result",
+                    # 综窗: a notice before acceptance must be acted on; a refusal is a decision.
+                    S.materials_pending: "case_supplement", S.not_accepted: "case_result"}
 
 
 async def _notify(case: Case, event: CaseEvent, *, using_db: BaseDBAsyncClient) -> None:
+    if case.applicant_id is None:  # type: ignore[attr-defined]
+        return  # a walk-in without an account yet: they read it at the desk and on paper
     to = S(event.to_status)
     await notifications.notify_after_commit(
         using_db=using_db,
@@ -508,8 +536,15 @@ async def _move(
     supplement: tuple[list[dict[str, str]], str | None] | None = None,
     reopen_reason: str | None = None,
     deliver: Callable[[Case, SupplementRequest, BaseDBAsyncClient], Awaitable[None]] | None = None,
+    on_locked: Callable[[Case, BaseDBAsyncClient], Awaitable[None]] | None = None,
     by_approval: bool = False,
 ) -> Case:
+    """``on_locked``: the window's extra rule for this move (容缺/承诺 acceptance, refusal),
+    run after the table and the caller are checked, inside the transaction and the lock, so
+    its rows commit or roll back with the move."""
+    # Imported here: services.window reads this module.
+    from services.window import ownership, release
+
     now = clock.now()
     async with in_transaction() as conn:
         if by_approval:
@@ -528,6 +563,21 @@ async def _move(
         if expected_version is not None and expected_version != case.version:
             raise AppError(ErrorCode.case_changed)
         before = case.status
+        if on_locked is not None:
+            await on_locked(case, conn)
+        elif (action is Action.accept and before is S.materials_pending) or (
+                action is Action.refuse):
+            # Only the window's own paths may accept with materials missing or refuse: they
+            # record what is missing or the ground. A bare transition would skip that.
+            raise AppError(ErrorCode.validation_failed, "请通过综窗受理或不予受理办理",
+                           fields={"action": "请使用 /api/v1/window 接口"})
+        if action is Action.deliver:
+            blockers = await release.result_release_blockers(case)
+            if blockers:
+                raise AppError(ErrorCode.window_result_blocked, "；".join(blockers))
+        if kind is ActorKind.staff:
+            # 首问负责: the first staff member to act on a request owns it.
+            await ownership.first_receiver(case, actor.user_id, using_db=conn)
         if action is Action.accept:
             case.accepted_at = now
         elif action is Action.request_supplement:
@@ -738,6 +788,9 @@ async def my_cases(
     *, actor: Principal, status: CaseStatus | None, cursor: int | None, limit: int
 ) -> tuple[list[Case], int | None]:
     """Cases I applied for, and those I filed for someone else."""
+    from services.window import intake
+
+    await intake.adopt_walk_ins(actor.user_id)
     q = Case.filter(Q(applicant_id=actor.user_id) | Q(submitted_by_id=actor.user_id))
     return await _page(q, status=status, cursor=cursor, limit=limit)
 

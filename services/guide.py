@@ -23,6 +23,7 @@ from tortoise.transactions import in_transaction
 
 from models.catalogue import Bundle, Hall, ServiceItem, ServicePoint, WindowKind
 from models.guide import CatalogueVersion
+from services import bookingref
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.search import SearchDoc, SearchHit, SearchIndex
@@ -353,6 +354,7 @@ async def save_item(
             await existing.save()
             item = existing
         await bump_catalogue_version()
+    await bookingref.changed()  # bookings read items through the per-worker copy
     return item
 
 
@@ -363,6 +365,7 @@ async def deactivate_item(*, actor: Principal, code: str) -> None:
                 .update(is_active=False):
             raise not_found("事项")
         await bump_catalogue_version()
+    await bookingref.changed()
 
 
 async def save_bundle(

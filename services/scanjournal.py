@@ -39,15 +39,23 @@ def _mine() -> Path:
     return _dir() / f"{socket.gethostname()}-{os.getpid()}.log"
 
 
+_opened_for: tuple[str, int] | None = None  # (journal dir setting, pid) _fd was opened for
+
+
 def append(lines: list[str]) -> None:
     """Journal these scan-log lines before the scan is answered."""
-    global _fd, _path
+    global _fd, _path, _opened_for
     if not lines:
         return
-    path = _mine()
-    if _fd is None or _path != path:
+    # On the scan path: only a new file (first line, after a rotation, a fork or a changed
+    # setting) costs the mkdir and the hostname; every other line is one write().
+    key = (get_settings().scan_journal_dir, os.getpid())
+    if _fd is None or _opened_for != key:
+        path = _mine()
+        if _fd is not None:
+            os.close(_fd)
         _fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        _path = path
+        _path, _opened_for = path, key
     os.write(_fd, "".join(line + "\n" for line in lines).encode())
 
 

@@ -19,6 +19,7 @@ from models.catalogue import Bundle, Hall, ServiceItem, ServicePoint, Window
 from models.enterprises import Enterprise
 from models.users import Person
 from services import doorplates, guide, guided_flows, online, org, people, policies, slots
+from services.window import content as window_content
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ SEEDERS: list[Seeder] = [
     slots.seed_slot_rules,
     org.seed_org,
     online.seed_online,
+    window_content.seed_window_rules,
 ]
 
 

@@ -23,7 +23,7 @@ from tortoise.expressions import F
 from models.appointments import Pool, Slot, SlotRule
 from models.catalogue import Hall, ServiceItem, Window, WindowKind
 from models.users import Person, Role
-from services import clock, people
+from services import bookingref, clock, people
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.scope import hall_in_scope
@@ -98,6 +98,7 @@ async def set_rule(*, actor: Principal, hall_code: str, rule: RuleInput) -> Slot
                   "green_percent": rule.green_percent, "book_ahead_days": rule.book_ahead_days,
                   "is_active": rule.is_active},
     )
+    await bookingref.changed()  # bookings read rules through the per-worker copy
     return row
 
 
@@ -117,7 +118,7 @@ def green_hold_of(rule: SlotRule) -> int:
     return rule.capacity * rule.green_percent // 100
 
 
-def horizon(rule: SlotRule) -> date:
+def horizon(rule: SlotRule | bookingref.RuleRef) -> date:
     return clock.today() + timedelta(days=rule.book_ahead_days)
 
 
@@ -280,3 +281,4 @@ async def seed_slot_rules(data: dict[str, object]) -> None:
                 defaults={"slot_minutes": 30, "capacity": 6, "green_percent": 34,
                           "book_ahead_days": 7},
             )
+    await bookingref.changed()

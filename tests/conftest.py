@@ -32,7 +32,7 @@ from tortoise import Tortoise, connections
 from api.app import create_app
 from models.org import Position
 from models.users import Role, User, UserRole
-from services import cache, db, scope
+from services import bookingref, cache, db, scope
 from services.settings import get_settings
 
 MYSQL_URL = os.environ.get("XQ_TEST_MYSQL_URL", "mysql://root:@127.0.0.1:3306")
@@ -122,6 +122,7 @@ async def clean(backend: Backend) -> AsyncIterator[None]:
         )
     await cache.redis().flushdb()
     scope.forget()
+    bookingref.forget()
     yield
 
 

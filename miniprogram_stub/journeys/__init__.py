@@ -22,6 +22,7 @@ from miniprogram_stub.journeys import identity as identity_journeys
 from miniprogram_stub.journeys import messages as message_journeys
 from miniprogram_stub.journeys import online as online_journeys
 from miniprogram_stub.journeys import org as org_journeys
+from miniprogram_stub.journeys import window as window_journeys
 
 Journey = Callable[[Journeys], Awaitable[None]]
 
@@ -36,5 +37,6 @@ ALL: list[Journey] = [
     *message_journeys.JOURNEYS,
     *org_journeys.JOURNEYS,
     *online_journeys.JOURNEYS,
+    *window_journeys.JOURNEYS,
     *approval_journeys.JOURNEYS,
 ]

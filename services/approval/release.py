@@ -10,7 +10,7 @@ rest, masked everywhere). The clerk then either
   card number; it must be the applicant's person, or nothing is released; or
 - records the EMS tracking number.
 
-Either way ``services.window.result_release_blockers`` is asked first (容缺 materials still
+Either way ``services.window.release.result_release_blockers`` is asked first (容缺 materials still
 missing block the hand-over), and the case makes its table move ``deliver`` only through here
 once a choice exists (the generic transition refuses it then).
 """
@@ -25,11 +25,12 @@ from tortoise.transactions import in_transaction
 from models.approval import CaseRelease, ReleaseMethod
 from models.cases import Case, CaseStatus
 from models.users import Person
-from services import audit, cases, clock, codes, people, pii, window
+from services import audit, cases, clock, codes, people, pii
 from services.auth import Principal
 from services.cases import Action, ActorKind, Moved
 from services.errors import AppError, ErrorCode, forbidden
 from services.identity import mask_phone
+from services.window import release as window_release
 
 S = CaseStatus
 RESULT_READY = (S.approved, S.rejected)
@@ -107,7 +108,7 @@ async def _staff_case(actor: Principal, case_id: int) -> Case:
 
 
 async def _blockers(case: Case) -> None:
-    blockers = await window.result_release_blockers(case)
+    blockers = await window_release.result_release_blockers(case)
     if blockers:
         raise AppError(ErrorCode.release_blocked,
                        fields={f"blockers.{i}": b for i, b in enumerate(blockers)})

@@ -18,7 +18,8 @@ from models.cases import Case, CaseEvent
 from models.catalogue import Bundle
 from models.messages import Message
 from models.users import Role
-from services import clock, outbox, seed, window
+from services import clock, outbox, seed
+from services.window import release as window_release
 from tests.conftest import grant_position
 
 ZHANG = ("张建国", "621002194103050316")
@@ -352,7 +353,7 @@ async def test_missing_window_materials_block_the_hand_over(
     async def blockers(case: Case) -> list[str]:
         return ["容缺材料“户口簿”尚未补交"]
 
-    monkeypatch.setattr(window, "result_release_blockers", blockers)
+    monkeypatch.setattr(window_release, "result_release_blockers", blockers)
     held = await w.xf.post(f"/api/v1/approval/cases/{cid}/pickup", json={"id_number": ZHANG[1]})
     assert held.status == 409 and held.json["error"]["code"] == "release_blocked"
     assert held.json["error"]["fields"] == {"blockers.0": "容缺材料“户口簿”尚未补交"}

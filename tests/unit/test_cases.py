@@ -26,6 +26,8 @@ from services.cases import (
     transition,
 )
 from services.errors import AppError, ErrorCode
+from services.window import acceptance, refusal
+from services.window import content as window_content
 
 TZ = clock.SHANGHAI
 ZHANG_ID = "621002194103050316"
@@ -57,6 +59,7 @@ async def make_world() -> World:
     data = seed.load_demo_data()
     await seed.seed_people(data)
     await seed.seed_catalogue(data)
+    await window_content.seed_window_rules(data)  # refusal grounds, 容缺 marks
     return World(
         staff=await user_with("staff", Role.staff),
         zhang=await user_with("zhang", id_number=ZHANG_ID),
@@ -103,8 +106,11 @@ def test_table_shape() -> None:
     # Every state but the two ends can be left; the ends are reachable.
     sources = {s for s, _ in TRANSITIONS}
     targets = {r.to for r in TRANSITIONS.values()}
-    assert set(CaseStatus) - sources == {CaseStatus.withdrawn}
-    assert set(CaseStatus) - targets == {CaseStatus.submitted}
+    assert set(CaseStatus) - sources == {CaseStatus.withdrawn, CaseStatus.not_accepted}
+    # submitted is reached again when materials asked for before acceptance are handed in.
+    assert set(CaseStatus) - targets == set()
+    assert TRANSITIONS[(CaseStatus.materials_pending, Action.resubmit)].to is \
+        CaseStatus.submitted
     assert TRANSITIONS[(CaseStatus.supplement_requested, Action.resubmit)].to is \
         CaseStatus.resubmitted
     assert len(ILLEGAL) == len(ALL_PAIRS) - len(TRANSITIONS) > 80
@@ -123,7 +129,12 @@ def test_rule_lookup_for_every_pair(status: CaseStatus, action: Action) -> None:
 async def _attempt(w: World, case: Case, action: Action) -> None:
     # The actor is both staff and the applicant, so only the table can say no.
     both = Principal(user_id=w.zhang.user_id, roles=frozenset({"resident", "staff"}))
-    if action is Action.request_supplement:
+    if action is Action.accept:
+        # The window's accept: the one that may accept a case whose materials are pending.
+        await acceptance.accept(actor=both, case_id=case.id)
+    elif action is Action.refuse:
+        await refusal.refuse(actor=both, case_id=case.id, ground="申请人未满80周岁")
+    elif action is Action.request_supplement:
         await request_supplement(actor=both, case_id=case.id,
                                  items=[("居民身份证", "复印件不清晰")])
     elif action is Action.reopen:

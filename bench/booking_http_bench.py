@@ -1,0 +1,312 @@
+"""Booking over HTTP: the real ``POST /api/v1/appointments`` against a bare Sanic handler doing
+only the minimal correct work (conditional UPDATE + INSERT + COMMIT through aiomysql), same
+requests, same concurrency, driven by ``wrk`` (see bench/wrk/__init__.py for how to get it).
+
+    .venv/bin/python -m bench.booking_http_bench [--rounds 3] [--scenario all|free|hot|school]
+
+Scenarios (each round starts from empty slots and residents without bookings):
+- ``free``: 200 residents booking 200 free places (10 slots × 20) with 50 in flight;
+- ``hot``: 200 residents on one slot of 6 places, 50 in flight;
+- ``school`` (入学 registration): 5,000 residents, 50 slots × 20, the first minute's rush,
+  both servers on two workers, 100 in flight.
+Needs MariaDB (``XQ_BENCH_MYSQL_URL``, default root@127.0.0.1:3306; a throwaway database is
+created and dropped) and Redis (``XQ_BENCH_REDIS_URL``, default redis://127.0.0.1:6415/0 — use
+a Redis of your own: the bench flushes that db). Bare and real alternate round by round so a
+loaded machine hits both alike; it prints bookings/s, the ratio, p50/p99 and the server CPU per
+request, and checks every slot's counter against its rows. Figures only, no assertions about
+speed; docs/appointments.md ("Speed") records them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiomysql
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse
+from sanic.response import json as json_response
+
+from bench.scan_bench import ROOT, Server
+from bench.wrk import WrkRun, run_list
+
+MYSQL_URL = os.environ.get("XQ_BENCH_MYSQL_URL", "mysql://root:@127.0.0.1:3306")
+REDIS_URL = os.environ.get("XQ_BENCH_REDIS_URL", "redis://127.0.0.1:6415/0")
+HALL = "H-QY-000"
+
+
+# --- the bare server (imported by the subprocess through the sanic CLI) ---------------------
+
+
+def bare_app() -> Any:
+    """The floor: one transaction with a conditional UPDATE on the slot, an INSERT of the
+    booking (unique per slot and person) and COMMIT, through an aiomysql pool of 50."""
+    app: Sanic = Sanic("booking_bench_bare")  # type: ignore[type-arg]
+    app.config.ACCESS_LOG = False
+
+    @app.before_server_start
+    async def open_pool(app: Any) -> None:
+        url = os.environ["XQ_BENCH_BARE_DB"]
+        app.ctx.pool = await aiomysql.create_pool(host="127.0.0.1", port=3306, user="root",
+                                                  password="", db=url, maxsize=50,
+                                                  autocommit=False)
+
+    @app.post("/bare")
+    async def bare(request: Request) -> HTTPResponse:
+        body = request.json
+        async with request.app.ctx.pool.acquire() as conn, conn.cursor() as cur:
+            taken = await cur.execute(
+                "UPDATE appointment_slots SET general_booked = general_booked + 1 "
+                "WHERE id = %s AND general_booked < general_capacity", (body["slot_id"],))
+            if taken:
+                await cur.execute("INSERT INTO bench_bare_bookings (slot_id, person_id) "
+                                  "VALUES (%s, %s)", (body["slot_id"], body["person_id"]))
+            await conn.commit()
+        if not taken:
+            return json_response({"error": {"code": "slot_full"}}, status=409)
+        return json_response({"slot_id": body["slot_id"]}, status=201)
+
+    @app.get("/ping")
+    async def ping(_request: Request) -> HTTPResponse:
+        return json_response({"ok": True})
+
+    return app
+
+
+def real_app() -> Any:
+    from api.app import create_app
+
+    return create_app()
+
+
+# --- preparation --------------------------------------------------------------------------
+
+
+def _env(db_name: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "XQ_ENV": "development",
+        "XQ_DATABASE_URL": f"{MYSQL_URL.rstrip('/')}/{db_name}?maxsize=50",
+        "XQ_REDIS_URL": REDIS_URL,
+        "XQ_WECHAT_MODE": "stub",
+        "XQ_LOG_REQUESTS": "false",
+        "XQ_RUN_BACKGROUND_JOBS": "true",
+        # Each resident books once per round; rounds follow each other within the minute.
+        "XQ_APPOINTMENT_BOOK_RATE_LIMIT": str(10**9),
+        "XQ_BENCH_BARE_DB": db_name,
+        "PYTHONPATH": str(ROOT),
+    })
+    return env
+
+
+async def _prepare(env: dict[str, str], residents: int) -> tuple[list[str], list[int]]:
+    """Schema, seed, ``residents`` people with accounts and access tokens."""
+    os.environ.update(env)
+    from tortoise import Tortoise, connections
+
+    import manage
+    from models.users import Person, User
+    from services import cache, db
+    from services.auth import issue_access_token
+    from services.identity import _id_check_char
+    from services.people import _fill_identity, parse_id_number
+    from services.settings import get_settings
+
+    get_settings.cache_clear()
+    settings = get_settings()
+    r = cache.connect(REDIS_URL)
+    await r.flushdb()
+    await r.aclose()
+    await Tortoise.init(config=db.tortoise_config(settings.database_url))
+    await Tortoise.generate_schemas()
+    await connections.get("default").execute_script(
+        "CREATE TABLE bench_bare_bookings (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+        "slot_id BIGINT NOT NULL, person_id BIGINT NOT NULL, "
+        "UNIQUE KEY uniq_slot_person (slot_id, person_id))")
+    await Tortoise.close_connections()
+    await manage.seed()
+    await db.open_db(settings)
+    await cache.open_cache(settings.redis_url)
+    try:
+        last = await Person.all().order_by("-id").first()
+        people = []
+        for i in range(residents):
+            first17 = f"621002199001{(i // 1000) % 28 + 1:02d}{i % 1000:03d}"
+            p = Person(tags=[])
+            _fill_identity(p, name="压测居民", idn=parse_id_number(first17 +
+                                                                 _id_check_char(first17)))
+            people.append(p)
+        await Person.bulk_create(people, batch_size=500)
+        ids = await Person.filter(id__gt=last.id if last else 0).order_by("id").values_list(
+            "id", flat=True)
+        await User.bulk_create([User(openid=f"bench-{uuid.uuid4().hex}", person_id=pid)
+                                for pid in ids], batch_size=500)
+        users = await User.filter(openid__startswith="bench-").order_by("id")
+        tokens = [issue_access_token(u, ["resident"]) for u in users]
+        person_ids = [u.person_id for u in users]
+    finally:
+        await cache.close_cache()
+        await db.close_db()
+    return tokens, person_ids
+
+
+async def _new_slots(env: dict[str, str], k: int, capacity: int, day_offset: int) -> list[int]:
+    """Fresh empty slots ``day_offset`` days ahead (inside the hall rule's horizon), and no
+    bookings left from the previous round."""
+    os.environ.update(env)
+    from models.appointments import Appointment, Slot
+    from models.catalogue import Hall
+    from services import clock, db
+    from services.settings import get_settings
+
+    await db.open_db(get_settings())
+    try:
+        from tortoise import connections
+
+        await Appointment.all().delete()
+        await connections.get("default").execute_query("DELETE FROM bench_bare_bookings")
+        hall = await Hall.get(code=HALL)
+        day = clock.today() + timedelta(days=day_offset)
+        start = datetime(day.year, day.month, day.day, 9, 0, tzinfo=clock.SHANGHAI)
+        base = await Slot.filter(hall_id=hall.id).count()
+        made = [await Slot.create(hall=hall, window_kind="comprehensive",
+                                  starts_at=start + timedelta(seconds=base + i),
+                                  ends_at=start + timedelta(minutes=30, seconds=base + i),
+                                  general_capacity=capacity, green_hold=0) for i in range(k)]
+        return [s.id for s in made]
+    finally:
+        await db.close_db()
+
+
+async def _check(env: dict[str, str], slot_ids: list[int], table: str) -> int:
+    """Each slot's counter equals its rows and is within capacity; returns places taken."""
+    os.environ.update(env)
+    from tortoise import connections
+
+    from services import db
+    from services.settings import get_settings
+
+    await db.open_db(get_settings())
+    try:
+        conn = connections.get("default")
+        where = "AND status <> 'cancelled'" if table == "appointments" else ""
+        total = 0
+        for sid in slot_ids:
+            [slot] = await conn.execute_query_dict(
+                "SELECT general_booked, general_capacity FROM appointment_slots WHERE id = %s",
+                [sid])
+            [rows] = await conn.execute_query_dict(
+                f"SELECT COUNT(*) AS n FROM {table} WHERE slot_id = %s {where}", [sid])
+            if not slot["general_booked"] == rows["n"] <= slot["general_capacity"]:
+                raise SystemExit(f"INCONSISTENT slot {sid}: {slot} rows {rows['n']}")
+            total += rows["n"]
+        return total
+    finally:
+        await db.close_db()
+
+
+SCENARIOS = {
+    # name: (label, residents, slots, capacity, connections, workers)
+    "free": ("200 residents, 200 free places (10×20)", 200, 10, 20, 50, 1),
+    "hot": ("200 residents, one slot of 6", 200, 1, 6, 50, 1),
+    "school": ("入学: 5,000 residents, 50 slots × 20, two workers", 5000, 50, 20, 100, 2),
+}
+
+
+def _requests(kind: str, tokens: list[str], person_ids: list[int], slot_ids: list[int],
+              n: int) -> list[tuple[str, str, str]]:
+    out = []
+    for i in range(n):
+        sid = slot_ids[i % len(slot_ids)]
+        if kind == "bare":
+            out.append(("/bare", "", json.dumps({"slot_id": sid, "person_id": person_ids[i]})))
+        else:
+            out.append(("/api/v1/appointments", tokens[i],
+                        json.dumps({"slot_id": sid, "item_code": "GA-001"})))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenario", choices=["all", *SCENARIOS], default="all")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args(argv)
+    chosen = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+
+    from services import db as dbs
+
+    if not dbs.server_reachable(MYSQL_URL, 3306):
+        raise SystemExit("MariaDB not reachable: this bench measures the real database")
+    db_name = f"xq_bench_{uuid.uuid4().hex[:8]}"
+    env = _env(db_name)
+    tmp = Path(tempfile.mkdtemp(prefix="booking_bench_"))
+    asyncio.run(dbs.create_database(MYSQL_URL, db_name))
+    try:
+        most = max(SCENARIOS[s][1] for s in chosen)
+        tokens, person_ids = asyncio.run(_prepare(env, most))
+        day = 1
+        for name in chosen:
+            label, n, k, cap, conns, workers = SCENARIOS[name]
+            bare = Server("bench.booking_http_bench:bare_app", env, tmp / f"bare-{name}.log",
+                          workers=workers)
+            real = Server("bench.booking_http_bench:real_app", env, tmp / f"real-{name}.log",
+                          workers=workers)
+            results: dict[str, list[WrkRun]] = {"bare": [], "real": []}
+            try:
+                bare.wait_ready("/ping")
+                real.wait_ready("/healthz")
+                for rnd in range(args.rounds + 1):  # round 0 warms both up, not counted
+                    order = ["bare", "real"] if rnd % 2 == 0 else ["real", "bare"]
+                    for kind in order:
+                        server = bare if kind == "bare" else real
+                        day = day % 6 + 1  # stay inside the rule's booking horizon
+                        slot_ids = asyncio.run(_new_slots(env, k, cap, day))
+                        run = run_list(server.port,
+                                       _requests(kind, tokens, person_ids, slot_ids, n),
+                                       connections=conns, pgid=server.proc.pid)
+                        taken = asyncio.run(_check(
+                            env, slot_ids,
+                            "bench_bare_bookings" if kind == "bare" else "appointments"))
+                        if taken != min(n, k * cap) or run.statuses.get(201, 0) != taken:
+                            raise SystemExit(f"WRONG {kind}: {taken} taken, {run.statuses}")
+                        if rnd:
+                            results[kind].append(run)
+            finally:
+                real.stop()
+                bare.stop()
+            _report(label, name, conns, workers, results)
+    finally:
+        asyncio.run(dbs.drop_database(MYSQL_URL, db_name))
+    print(f"  logs: {tmp}")
+    return 0
+
+
+def _report(label: str, name: str, conns: int, workers: int,
+            results: dict[str, list[WrkRun]]) -> None:
+    print(f"{label} — {conns} in flight, {workers} worker(s), {len(results['real'])} rounds")
+    rps, cpu = {}, {}
+    for kind, runs in results.items():
+        rps[kind] = statistics.median(r.rps for r in runs)
+        booked = statistics.median(r.statuses.get(201, 0) / r.seconds for r in runs)
+        cpu[kind] = sum(r.server_cpu for r in runs) / sum(r.requests for r in runs) * 1e6
+        statuses = {s: n for s, n in sorted(runs[-1].statuses.items())}
+        print(f"  {kind:4s} {rps[kind]:7.0f} req/s  {booked:6.0f} bookings/s  "
+              f"p50 {statistics.median(r.p50_ms for r in runs):6.1f} ms  "
+              f"p99 {statistics.median(r.p99_ms for r in runs):6.1f} ms  "
+              f"server CPU {cpu[kind]:6.0f} µs/request  statuses {statuses}")
+    print(f"  ratio real/bare: {rps['real'] / rps['bare']:.2f} req/s, "
+          f"{cpu['bare'] / cpu['real']:.2f} by server CPU per request  [{name}]")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
