@@ -660,6 +660,74 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/staff-ratings/{rating_id}/appeal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** 被评价工作人员对核实结果申诉 */
+        post: operations["post~staff_ratings.appeal"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/staff-ratings/{rating_id}/appeal-decision": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** 申诉复核（另一名督查） */
+        post: operations["post~staff_ratings.appeal_decision"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/staff-ratings/{rating_id}/review": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** 差评核实（督查） */
+        post: operations["post~staff_ratings.review"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/staff-ratings/figures": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** 好差评：按工作人员统计（数据权限内） */
+        get: operations["get~staff_ratings.figures"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/stats": {
         parameters: {
             query?: never;
@@ -825,6 +893,159 @@ export interface paths {
         put?: never;
         /** 工作人员扫居民预约码签到 */
         post: operations["post~appointments.check_in_by_code"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approval/cases/{case_id}/mail": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** 邮寄出件：登记EMS单号（可带 Idempotency-Key） */
+        post: operations["post~approval.mail"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approval/cases/{case_id}/mail-address": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** 邮寄出件：查看完整地址（留审计） */
+        get: operations["get~approval.mail_address"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approval/cases/{case_id}/pickup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** 窗口出件：核验领取人个人码或身份证（可带 Idempotency-Key） */
+        post: operations["post~approval.pickup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approval/cases/{case_id}/release-choice": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** 选择领取方式：窗口领取或EMS寄递 */
+        post: operations["post~approval.choose"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approval/tasks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** 本部门审批队列 */
+        get: operations["get~approval.queue"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approval/tasks/{task_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** 审批任务详情 */
+        get: operations["get~approval.get_task"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approval/tasks/{task_id}/claim": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** 认领审批任务（不会重复认领） */
+        post: operations["post~approval.claim"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approval/tasks/{task_id}/decision": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** 批准或不予批准（附审批意见；可带 Idempotency-Key 安全重试） */
+        post: operations["post~approval.decide"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approval/tasks/{task_id}/return": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** 退回窗口（附理由） */
+        post: operations["post~approval.send_back"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2759,6 +2980,73 @@ export interface components {
             /** Window Kind */
             window_kind: string;
         };
+        /** ApprovalDecisionIn */
+        ApprovalDecisionIn: {
+            /**
+             * Approve
+             * @description true 批准 / false 不予批准
+             */
+            approve: boolean;
+            /**
+             * Opinion
+             * @description 审批意见
+             */
+            opinion: string;
+        };
+        /** ApprovalReturnIn */
+        ApprovalReturnIn: {
+            /**
+             * Reason
+             * @description 退回窗口的理由
+             */
+            reason: string;
+        };
+        /** ApprovalTaskListOut */
+        ApprovalTaskListOut: {
+            /** Next Cursor */
+            next_cursor: number | null;
+            /** Tasks */
+            tasks: components["schemas"]["ApprovalTaskOut"][];
+        };
+        /** ApprovalTaskOut */
+        ApprovalTaskOut: {
+            /** Case Id */
+            case_id: number;
+            /** Case Status */
+            case_status: string;
+            /** Case Title */
+            case_title: string;
+            /** Claimed At */
+            claimed_at: string | null;
+            /** Claimed By */
+            claimed_by: number | null;
+            /** Decided At */
+            decided_at: string | null;
+            /** Department */
+            department: string;
+            /**
+             * Due At
+             * @description 本部门办结时限；补正期间暂停为空
+             */
+            due_at: string | null;
+            /** Hall Code */
+            hall_code: string;
+            /** Id */
+            id: number;
+            /** Item Codes */
+            item_codes: string[];
+            /** Opinion */
+            opinion: string;
+            /** Overdue */
+            overdue: boolean;
+            /** Promised Days */
+            promised_days: number;
+            status: components["schemas"]["TaskStatus"];
+            /** Status Label */
+            status_label: string;
+            /** Version */
+            version: number;
+        };
         /** AskedOut */
         AskedOut: {
             /** Answer */
@@ -2946,6 +3234,33 @@ export interface components {
          * @enum {string}
          */
         CaseAlertLevel: "due_soon" | "overdue" | "materials_late";
+        /**
+         * CaseDepartmentOut
+         * @description 并联审批: one approving department's progress, as the applicant sees it.
+         */
+        CaseDepartmentOut: {
+            /** Decided At */
+            decided_at: string | null;
+            /** Department */
+            department: string;
+            /**
+             * Due At
+             * @description 本部门办结时限
+             */
+            due_at: string | null;
+            /**
+             * Opinion
+             * @description 审批意见（办结后可见）
+             */
+            opinion: string;
+            /**
+             * Status
+             * @description pending 待审批 / claimed 审批中 / approved / rejected / returned
+             */
+            status: string;
+            /** Status Label */
+            status_label: string;
+        };
         /** CaseFigures */
         CaseFigures: {
             /**
@@ -3013,6 +3328,11 @@ export interface components {
             /** Department */
             department: string;
             /**
+             * Departments
+             * @description 各审批部门进度（一件事并联审批）
+             */
+            departments?: components["schemas"]["CaseDepartmentOut"][];
+            /**
              * Due At
              * @description 办结时限；补正期间暂停计时为空
              */
@@ -3044,6 +3364,11 @@ export interface components {
              */
             promised_days: number;
             /**
+             * @description 出件方式与进度
+             * @default null
+             */
+            release?: components["schemas"]["CaseReleaseBrief"] | null;
+            /**
              * Reopen Until
              * @description 可申请重新办理的截止时间
              */
@@ -3060,6 +3385,23 @@ export interface components {
             /** Version */
             version: number;
         };
+        /** CaseReleaseBrief */
+        CaseReleaseBrief: {
+            /**
+             * Address
+             * @description 脱敏地址
+             */
+            address: string;
+            /**
+             * Method
+             * @description window 窗口领取 / mail EMS寄递
+             */
+            method: string;
+            /** Released At */
+            released_at: string | null;
+            /** Tracking No */
+            tracking_no: string | null;
+        };
         /** CaseReopenIn */
         CaseReopenIn: {
             /**
@@ -3072,7 +3414,7 @@ export interface components {
          * CaseStatus
          * @enum {string}
          */
-        CaseStatus: "submitted" | "accepted" | "under_review" | "supplement_requested" | "resubmitted" | "approved" | "rejected" | "result_delivered" | "closed" | "withdrawn" | "materials_pending" | "not_accepted";
+        CaseStatus: "submitted" | "accepted" | "under_review" | "supplement_requested" | "resubmitted" | "approved" | "rejected" | "result_delivered" | "closed" | "withdrawn" | "materials_pending" | "not_accepted" | "returned";
         /** CaseSummary */
         CaseSummary: {
             /**
@@ -5928,6 +6270,14 @@ export interface components {
             /** User Id */
             user_id: number;
         };
+        /** RatingAppealIn */
+        RatingAppealIn: {
+            /**
+             * Reason
+             * @description 申诉理由
+             */
+            reason: string;
+        };
         /** RatingFigures */
         RatingFigures: {
             /** Bad */
@@ -5995,6 +6345,48 @@ export interface components {
             /** Text */
             text: string;
         };
+        /** RatingReviewIn */
+        RatingReviewIn: {
+            /**
+             * Reason
+             * @description 核实理由
+             */
+            reason: string;
+            /**
+             * Verdict
+             * @description valid 属实 / invalid 不属实
+             * @enum {string}
+             */
+            verdict: "valid" | "invalid";
+        };
+        /** RatingReviewOut */
+        RatingReviewOut: {
+            /** Appeal Reason */
+            appeal_reason: string | null;
+            /** Appealed At */
+            appealed_at: string | null;
+            /** Counts Against Staff */
+            counts_against_staff: boolean;
+            /** Final At */
+            final_at: string | null;
+            /** Final Reason */
+            final_reason: string | null;
+            /** Final Verdict */
+            final_verdict: string | null;
+            /** Rating Id */
+            rating_id: number;
+            /** Reason */
+            reason: string;
+            /**
+             * Reviewed At
+             * Format: date-time
+             */
+            reviewed_at: string;
+            /** Reviewed By */
+            reviewed_by: number | null;
+            /** Verdict */
+            verdict: string;
+        };
         /** Ready */
         Ready: {
             /** Database */
@@ -6037,6 +6429,92 @@ export interface components {
          * @enum {string}
          */
         RegionLevel: "city" | "county" | "township" | "community";
+        /** ReleaseAddressOut */
+        ReleaseAddressOut: {
+            /** Address */
+            address: string;
+            /** Phone */
+            phone: string;
+        };
+        /** ReleaseChoiceIn */
+        ReleaseChoiceIn: {
+            /**
+             * Address
+             * @description 邮寄地址（邮寄必填）
+             * @default null
+             */
+            address?: string | null;
+            /**
+             * Method
+             * @description window 窗口领取 / mail EMS寄递
+             * @enum {string}
+             */
+            method: "window" | "mail";
+            /**
+             * Phone
+             * @description 收件人手机号（邮寄必填）
+             * @default null
+             */
+            phone?: string | null;
+        };
+        /** ReleaseMailIn */
+        ReleaseMailIn: {
+            /**
+             * Tracking No
+             * @description EMS 寄递单号
+             */
+            tracking_no: string;
+        };
+        /**
+         * ReleaseMethod
+         * @enum {string}
+         */
+        ReleaseMethod: "window" | "mail";
+        /** ReleaseOut */
+        ReleaseOut: {
+            /**
+             * Address
+             * @description 脱敏地址
+             */
+            address: string;
+            /** Case Id */
+            case_id: number;
+            /**
+             * Chosen At
+             * Format: date-time
+             */
+            chosen_at: string;
+            method: components["schemas"]["ReleaseMethod"];
+            /**
+             * Recipient Phone
+             * @description 脱敏手机号
+             */
+            recipient_phone: string;
+            /** Released At */
+            released_at: string | null;
+            /** Tracking No */
+            tracking_no: string | null;
+            /**
+             * Verified By
+             * @description person_code 个人码 / id_card 身份证 / 空
+             */
+            verified_by: string;
+        };
+        /** ReleasePickupIn */
+        ReleasePickupIn: {
+            /**
+             * Id Number
+             * @description 读取领取人身份证所得号码
+             * @default null
+             */
+            id_number?: string | null;
+            /**
+             * Person Code
+             * @description 扫描领取人个人码所得内容
+             * @default null
+             */
+            person_code?: string | null;
+        };
         /** RepeatSupplementListOut */
         RepeatSupplementListOut: {
             /** Next Cursor */
@@ -6426,6 +6904,47 @@ export interface components {
             /** Text */
             text: string;
         };
+        /** StaffRatingFiguresListOut */
+        StaffRatingFiguresListOut: {
+            /** Staff */
+            staff: components["schemas"]["StaffRatingFiguresOut"][];
+        };
+        /** StaffRatingFiguresOut */
+        StaffRatingFiguresOut: {
+            /** Average */
+            average: number;
+            /**
+             * Bad
+             * @description 差评（含未核实）
+             */
+            bad: number;
+            /**
+             * Bad Unreviewed
+             * @description 待核实的差评
+             */
+            bad_unreviewed: number;
+            /**
+             * Bad Valid
+             * @description 核实属实、计入个人的差评（含申诉复核结果）
+             */
+            bad_valid: number;
+            /**
+             * Good
+             * @description 满意及非常满意
+             */
+            good: number;
+            /** Nickname */
+            nickname: string;
+            /** Ratings */
+            ratings: number;
+            /**
+             * Served As
+             * @description clerk 窗口 / approver 审批 / helper 帮办
+             */
+            served_as: string[];
+            /** User Id */
+            user_id: number;
+        };
         /** StatsOut */
         StatsOut: {
             /**
@@ -6658,6 +7177,11 @@ export interface components {
              */
             text: string;
         };
+        /**
+         * TaskStatus
+         * @enum {string}
+         */
+        TaskStatus: "pending" | "claimed" | "approved" | "rejected" | "returned";
         /** ThemeMuteIn */
         ThemeMuteIn: {
             /**
@@ -7232,6 +7756,10 @@ export type AppointmentListOut = components['schemas']['AppointmentListOut'];
 export type AppointmentOut = components['schemas']['AppointmentOut'];
 export type AppointmentStatus = components['schemas']['AppointmentStatus'];
 export type AppointmentView = components['schemas']['AppointmentView'];
+export type ApprovalDecisionIn = components['schemas']['ApprovalDecisionIn'];
+export type ApprovalReturnIn = components['schemas']['ApprovalReturnIn'];
+export type ApprovalTaskListOut = components['schemas']['ApprovalTaskListOut'];
+export type ApprovalTaskOut = components['schemas']['ApprovalTaskOut'];
 export type AskedOut = components['schemas']['AskedOut'];
 export type AssignIn = components['schemas']['AssignIn'];
 export type AssignmentOut = components['schemas']['AssignmentOut'];
@@ -7248,9 +7776,11 @@ export type BundleIn = components['schemas']['BundleIn'];
 export type BundleListOut = components['schemas']['BundleListOut'];
 export type BundleOut = components['schemas']['BundleOut'];
 export type CaseAlertLevel = components['schemas']['CaseAlertLevel'];
+export type CaseDepartmentOut = components['schemas']['CaseDepartmentOut'];
 export type CaseFigures = components['schemas']['CaseFigures'];
 export type CaseListOut = components['schemas']['CaseListOut'];
 export type CaseOut = components['schemas']['CaseOut'];
+export type CaseReleaseBrief = components['schemas']['CaseReleaseBrief'];
 export type CaseReopenIn = components['schemas']['CaseReopenIn'];
 export type CaseStatus = components['schemas']['CaseStatus'];
 export type CaseSummary = components['schemas']['CaseSummary'];
@@ -7407,13 +7937,22 @@ export type PublicListOut = components['schemas']['PublicListOut'];
 export type QuestionOut = components['schemas']['QuestionOut'];
 export type RateIn = components['schemas']['RateIn'];
 export type RaterBrief = components['schemas']['RaterBrief'];
+export type RatingAppealIn = components['schemas']['RatingAppealIn'];
 export type RatingFigures = components['schemas']['RatingFigures'];
 export type RatingListOut = components['schemas']['RatingListOut'];
 export type RatingOut = components['schemas']['RatingOut'];
+export type RatingReviewIn = components['schemas']['RatingReviewIn'];
+export type RatingReviewOut = components['schemas']['RatingReviewOut'];
 export type Ready = components['schemas']['Ready'];
 export type RectificationBrief = components['schemas']['RectificationBrief'];
 export type RefreshIn = components['schemas']['RefreshIn'];
 export type RegionLevel = components['schemas']['RegionLevel'];
+export type ReleaseAddressOut = components['schemas']['ReleaseAddressOut'];
+export type ReleaseChoiceIn = components['schemas']['ReleaseChoiceIn'];
+export type ReleaseMailIn = components['schemas']['ReleaseMailIn'];
+export type ReleaseMethod = components['schemas']['ReleaseMethod'];
+export type ReleaseOut = components['schemas']['ReleaseOut'];
+export type ReleasePickupIn = components['schemas']['ReleasePickupIn'];
 export type RepeatSupplementListOut = components['schemas']['RepeatSupplementListOut'];
 export type RepeatSupplementOut = components['schemas']['RepeatSupplementOut'];
 export type ReplyIn = components['schemas']['ReplyIn'];
@@ -7435,6 +7974,8 @@ export type SlotOut = components['schemas']['SlotOut'];
 export type StaffCheckInIn = components['schemas']['StaffCheckInIn'];
 export type StaffFeedbackListOut = components['schemas']['StaffFeedbackListOut'];
 export type StaffFeedbackOut = components['schemas']['StaffFeedbackOut'];
+export type StaffRatingFiguresListOut = components['schemas']['StaffRatingFiguresListOut'];
+export type StaffRatingFiguresOut = components['schemas']['StaffRatingFiguresOut'];
 export type StatsOut = components['schemas']['StatsOut'];
 export type StepOut = components['schemas']['StepOut'];
 export type SubmitIn = components['schemas']['SubmitIn'];
@@ -7445,6 +7986,7 @@ export type SupplementOut = components['schemas']['SupplementOut'];
 export type TaskListOut = components['schemas']['TaskListOut'];
 export type TaskOut = components['schemas']['TaskOut'];
 export type TaskReplyIn = components['schemas']['TaskReplyIn'];
+export type TaskStatus = components['schemas']['TaskStatus'];
 export type ThemeMuteIn = components['schemas']['ThemeMuteIn'];
 export type TimelineEntry = components['schemas']['TimelineEntry'];
 export type TokenOut = components['schemas']['TokenOut'];
@@ -7807,7 +8349,7 @@ export interface operations {
                 hall_code?: string;
                 limit?: number;
                 overdue?: boolean;
-                status?: "submitted" | "accepted" | "under_review" | "supplement_requested" | "resubmitted" | "approved" | "rejected" | "result_delivered" | "closed" | "withdrawn" | "materials_pending" | "not_accepted";
+                status?: "submitted" | "accepted" | "under_review" | "supplement_requested" | "resubmitted" | "approved" | "rejected" | "result_delivered" | "closed" | "withdrawn" | "materials_pending" | "not_accepted" | "returned";
             };
             header?: never;
             path?: never;
@@ -12552,6 +13094,428 @@ export interface operations {
             };
         };
     };
+    "post~staff_ratings.appeal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                rating_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RatingAppealIn"];
+            };
+        };
+        responses: {
+            /** @description 成功 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RatingReviewOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "post~staff_ratings.appeal_decision": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                rating_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RatingReviewIn"];
+            };
+        };
+        responses: {
+            /** @description 成功 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RatingReviewOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "post~staff_ratings.review": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                rating_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RatingReviewIn"];
+            };
+        };
+        responses: {
+            /** @description 已创建 */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RatingReviewOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "get~staff_ratings.figures": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description 成功 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StaffRatingFiguresListOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     "get~admin_stats.stats": {
         parameters: {
             query?: {
@@ -13713,6 +14677,958 @@ export interface operations {
             };
         };
     };
+    "post~approval.mail": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReleaseMailIn"];
+            };
+        };
+        responses: {
+            /** @description 成功 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReleaseOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "get~approval.mail_address": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description 成功 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReleaseAddressOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "post~approval.pickup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReleasePickupIn"];
+            };
+        };
+        responses: {
+            /** @description 成功 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReleaseOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "post~approval.choose": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReleaseChoiceIn"];
+            };
+        };
+        responses: {
+            /** @description 成功 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReleaseOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "get~approval.queue": {
+        parameters: {
+            query?: {
+                cursor?: number;
+                limit?: number;
+                /** @description 只看我认领的 */
+                mine?: boolean;
+                /** @description 默认：待审批与审批中 */
+                status?: "pending" | "claimed" | "approved" | "rejected" | "returned";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description 成功 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalTaskListOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "get~approval.get_task": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                task_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description 成功 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalTaskOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "post~approval.claim": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                task_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description 成功 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalTaskOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "post~approval.decide": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                task_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ApprovalDecisionIn"];
+            };
+        };
+        responses: {
+            /** @description 成功 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalTaskOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "post~approval.send_back": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                task_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ApprovalReturnIn"];
+            };
+        };
+        responses: {
+            /** @description 成功 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalTaskOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     "post~auth.logout": {
         parameters: {
             query?: never;
@@ -13998,7 +15914,7 @@ export interface operations {
                 /** @description 上一页的 next_cursor */
                 cursor?: number;
                 limit?: number;
-                status?: "submitted" | "accepted" | "under_review" | "supplement_requested" | "resubmitted" | "approved" | "rejected" | "result_delivered" | "closed" | "withdrawn" | "materials_pending" | "not_accepted";
+                status?: "submitted" | "accepted" | "under_review" | "supplement_requested" | "resubmitted" | "approved" | "rejected" | "result_delivered" | "closed" | "withdrawn" | "materials_pending" | "not_accepted" | "returned";
             };
             header?: never;
             path?: never;
