@@ -62,8 +62,14 @@ async def journey_walk_in_at_the_comprehensive_window(j: Journeys) -> None:
     tid = accepted["tolerated"][0]["id"]
     supplied = await clerk.call("POST", f"/api/v1/window/cases/{cid}/tolerated/{tid}/supplied")
     assert supplied["release_blockers"] == [], supplied
-    done = await clerk.call("POST", f"/api/v1/cases/{cid}/transitions",
-                            json={"action": "deliver"})
+    # 统一窗口出件: 张建国 collects the result at the window; the clerk checks his own 人码.
+    await zhang.call("POST", f"/api/v1/approval/cases/{cid}/release-choice",
+                     json={"method": "window"})
+    own = (await zhang.call("GET", "/api/v1/me/code"))["content"]
+    handed = await clerk.call("POST", f"/api/v1/approval/cases/{cid}/pickup",
+                              json={"person_code": own})
+    assert handed["verified_by"] == "person_code" and handed["released_at"], handed
+    done = await zhang.call("GET", f"/api/v1/cases/{cid}")
     assert done["status"] == "result_delivered", done
 
 
