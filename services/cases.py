@@ -134,6 +134,9 @@ PROXY_SCOPE: dict[Action, ProxyScope] = {
 }
 
 TERMINAL = (S.closed, S.withdrawn, S.not_accepted)
+# The other case-state sets, here once so figures and alerts can't miss a state a new rule adds.
+DECIDED = (S.approved, S.rejected, S.result_delivered)
+UNFINISHED = tuple(s for s in S if s not in TERMINAL and s not in DECIDED)
 # States in which the promised time is running (alerts are raised only for these).
 CLOCK_RUNNING = (S.accepted, S.under_review, S.resubmitted)
 

@@ -25,10 +25,11 @@ from tortoise import connections
 from tortoise.expressions import F, Q, RawSQL
 from tortoise.functions import Count, Sum
 
+from models.cases import CaseStatus
 from models.catalogue import Hall
 from models.ratings import BAD_LEVELS, LEVEL_LABELS, Rating, RectificationStatus, RectificationTask
 from models.users import User
-from services import clock
+from services import cases, clock
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden
 from services.scope import scope_of
@@ -37,9 +38,9 @@ GroupBy = Literal["hall", "department"]
 MAX_RANGE_DAYS = 366
 HELPER_LOAD_LIMIT = 50
 
-CASE_STATUSES = ("submitted", "accepted", "under_review", "supplement_requested", "resubmitted",
-                 "approved", "rejected", "result_delivered", "closed", "withdrawn")
-UNFINISHED = ("submitted", "accepted", "under_review", "supplement_requested", "resubmitted")
+# From the case state table's own sets (services/cases.py): a state a new rule adds is counted.
+CASE_STATUSES = tuple(s.value for s in CaseStatus)
+UNFINISHED = tuple(s.value for s in cases.UNFINISHED)
 ACTIVE_ASSIGNMENT = ("offered", "accepted")
 GOOD_LEVELS = tuple(level for level in LEVEL_LABELS if level not in BAD_LEVELS)
 

@@ -175,3 +175,18 @@ async def test_empty_range_gives_zeros_not_errors(frozen: None) -> None:
     rep = await stats.report(actor=STAFF, start=date(2026, 1, 1), end=date(2026, 1, 31))
     assert rep.groups == [] and rep.total.cases_total == 0
     assert rep.total.satisfaction_rate is None and rep.total.rectification_rate is None
+
+
+async def test_every_case_state_is_counted(dataset: dict[str, int]) -> None:
+    """States the 综窗 rules added (待补齐材料, 不予受理, 退回窗口) are counted like the rest: the
+    figures take their state list from the case state table, not a copy of it (a copy missed
+    not_accepted and answered 500)."""
+    from models.cases import CaseStatus
+
+    walk_in = await User.create(openid="stats-walk-in")
+    await case(walk_in, "H-A", "市民政局", CaseStatus.not_accepted.value, at(5))
+    rep = await stats.report(actor=STAFF, start=date(2026, 11, 1), end=date(2026, 11, 30),
+                             group_by="hall")
+    a = {g.key: stats.as_dict(g) for g in rep.groups}["H-A"]
+    assert set(a["cases"]["by_status"]) == {s.value for s in CaseStatus}
+    assert a["cases"]["by_status"]["not_accepted"] == 1 and a["cases"]["total"] == 6
