@@ -80,7 +80,10 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     tmp = Path(tempfile.mkdtemp(prefix="xq-live-"))
     env = {**os.environ, "XQ_ENV": "development", "XQ_LOGIN_RATE_LIMIT": "100000",
-           "XQ_LOG_REQUESTS": "false", "PYTHONUNBUFFERED": "1"}
+           "XQ_LOG_REQUESTS": "false", "PYTHONUNBUFFERED": "1",
+           # The scan-log journal belongs with this run's throwaway database: lines journalled
+           # by an earlier run name users and halls this database doesn't have.
+           "XQ_SCAN_JOURNAL_DIR": str(tmp / "scanlog")}
     db_name = ""
     mysql_url = os.environ.get("XQ_TEST_MYSQL_URL", "mysql://root:@127.0.0.1:3306")
     if args.real:

@@ -27,7 +27,8 @@ def main() -> int:
              "--outDir", str(compiled), "--module", "commonjs", "--moduleResolution", "node10"],
             cwd=TS, check=True,
         )
-        env = {**os.environ, "XQ_DATABASE_URL": database_url(workdir)}
+        env = {**os.environ, "XQ_DATABASE_URL": database_url(workdir),
+               "XQ_SCAN_JOURNAL_DIR": str(Path(workdir) / "scanlog")}
         subprocess.run([sys.executable, "manage.py", "migrate"], cwd=ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL)
         port = free_port()
