@@ -122,16 +122,16 @@ class PublicListOut(BaseModel):
     next_cursor: int | None
 
 
-class MineQuery(BaseModel):
+class FeedbackMineQuery(BaseModel):
     cursor: int | None = Field(default=None, ge=1, le=2**63 - 1, description="上一页的 next_cursor")
     limit: int = Field(default=20, ge=1, le=100)
 
 
-class PublicQuery(MineQuery):
+class PublicQuery(FeedbackMineQuery):
     kind: Kind | None = None
 
 
-class StaffQuery(MineQuery):
+class StaffQuery(FeedbackMineQuery):
     status: Status | None = None
     kind: Kind | None = None
     moderation: ModerationName | None = None
@@ -257,8 +257,9 @@ async def submit(request: Request, body: SubmitIn, principal: Principal) -> HTTP
 
 
 @bp.get("")
-@endpoint(query=MineQuery, response=FeedbackListOut, summary="我的诉求", tag="feedback")
-async def mine(_request: Request, query: MineQuery, principal: Principal) -> FeedbackListOut:
+@endpoint(query=FeedbackMineQuery, response=FeedbackListOut, summary="我的诉求", tag="feedback")
+async def mine(_request: Request, query: FeedbackMineQuery,
+               principal: Principal) -> FeedbackListOut:
     rows = await service.list_mine(actor=principal, cursor=query.cursor, limit=query.limit)
     return FeedbackListOut(feedback=[feedback_out(f) for f in rows[: query.limit]],
                            next_cursor=_next(rows, query.limit))

@@ -260,8 +260,7 @@ async def _draft_out(draft: ApplicationDraft, principal: Principal) -> OnlineDra
     applicant_id: int = draft.applicant_id  # type: ignore[attr-defined]
     if principal.user_id != applicant_id:
         values = online.masked_values(fields, values)
-    mats = await CaseMaterial.filter(draft_id=draft.id).select_related(
-        "upload", "licence").order_by("id")
+    mats = await online.draft_materials(draft.id)
     offers = await online.offers_for(applicant_id=applicant_id,
                                      enterprise_id=draft.enterprise_id,  # type: ignore[attr-defined]
                                      item_code=draft.item_code, bundle_code=draft.bundle_code)

@@ -78,12 +78,12 @@ class LevelsOut(BaseModel):
     levels: list[LevelOut]
 
 
-class MineQuery(BaseModel):
+class RatingMineQuery(BaseModel):
     cursor: int | None = Field(default=None, ge=1, le=2**63 - 1)
     limit: int = Field(default=20, ge=1, le=100)
 
 
-class TaskQuery(MineQuery):
+class TaskQuery(RatingMineQuery):
     status: TaskStatus | None = None
     department: str | None = Field(default=None, min_length=1, max_length=64)
     escalated: bool | None = Field(default=None, description="true 只看已督办（超期升级）的")
@@ -196,9 +196,9 @@ async def rate(_request: Request, body: RateIn, principal: Principal) -> RatingO
 
 
 @bp.get("")
-@endpoint(query=MineQuery, response=RatingListOut, summary="我的评价及差评整改进度",
+@endpoint(query=RatingMineQuery, response=RatingListOut, summary="我的评价及差评整改进度",
           tag="ratings")
-async def mine(_request: Request, query: MineQuery, principal: Principal) -> RatingListOut:
+async def mine(_request: Request, query: RatingMineQuery, principal: Principal) -> RatingListOut:
     rows = await service.list_mine(actor=principal, cursor=query.cursor, limit=query.limit)
     page = rows[: query.limit]
     tasks = {t.rating_id: t for t in await RectificationTask.filter(  # type: ignore[attr-defined]

@@ -446,6 +446,12 @@ class ApplicationView:
     side: str | None
 
 
+async def draft_materials(draft_id: int) -> list[CaseMaterial]:
+    """A draft's materials in the order they were attached, with their upload or licence."""
+    return await CaseMaterial.filter(draft_id=draft_id).select_related(
+        "upload", "licence").order_by("id")
+
+
 async def application(*, actor: Principal, case_id: int, request_id: str = "") -> ApplicationView:
     case, acc = await cases.case_and_access(actor, case_id)
     draft = await ApplicationDraft.get_or_none(case_id=case.id)
