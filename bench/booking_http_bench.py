@@ -23,9 +23,12 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,7 +40,7 @@ from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 
 from bench.scan_bench import ROOT, Server
-from bench.wrk import WrkRun, run_list
+from bench.wrk import WrkRun, group_cpu, run_list
 
 MYSQL_URL = os.environ.get("XQ_BENCH_MYSQL_URL", "mysql://root:@127.0.0.1:3306")
 REDIS_URL = os.environ.get("XQ_BENCH_REDIS_URL", "redis://127.0.0.1:6415/0")
@@ -99,7 +102,10 @@ def _env(db_name: str) -> dict[str, str]:
         "XQ_REDIS_URL": REDIS_URL,
         "XQ_WECHAT_MODE": "stub",
         "XQ_LOG_REQUESTS": "false",
-        "XQ_RUN_BACKGROUND_JOBS": "true",
+        # As production runs it (deploy/): the serving process answers requests, a job
+        # process of its own delivers what the outbox promised (the 预约成功 notices). Its
+        # CPU is measured and printed separately.
+        "XQ_RUN_BACKGROUND_JOBS": "false",
         # Each resident books once per round; rounds follow each other within the minute.
         "XQ_APPOINTMENT_BOOK_RATE_LIMIT": str(10**9),
         "XQ_BENCH_BARE_DB": db_name,
@@ -214,6 +220,59 @@ async def _check(env: dict[str, str], slot_ids: list[int], table: str) -> int:
         await db.close_db()
 
 
+class JobProcess:
+    """``manage.py jobs`` beside the real server, in a session of its own so its CPU is
+    counted apart from the serving process's."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log.open("w")
+        self.proc = subprocess.Popen([sys.executable, "manage.py", "jobs"], cwd=ROOT, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def cpu(self) -> float:
+        return group_cpu(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=70)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self.log.close()
+
+
+async def _outbox_drained(env: dict[str, str], within: float = 60) -> None:
+    """Wait until the job process has delivered every promised notice."""
+    os.environ.update(env)
+    from models.outbox import OutboxMessage
+    from services import db
+    from services.settings import get_settings
+
+    await db.open_db(get_settings())
+    try:
+        deadline = time.monotonic() + within
+        while await OutboxMessage.filter(status="pending").exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("the job process left notices undelivered")
+            await asyncio.sleep(0.2)
+    finally:
+        await db.close_db()
+
+
+def _profile(real: Server, jobs: JobProcess, tmp: Path, name: str) -> list[subprocess.Popen[bytes]]:
+    """With ``XQ_BENCH_PROFILE=1``: py-spy samples the serving and the job process for the
+    whole scenario (collapsed stacks in the logs folder; ``pip install py-spy``)."""
+    if os.environ.get("XQ_BENCH_PROFILE") != "1":
+        return []
+    return [subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--format", "raw",
+                              "-o", str(tmp / f"{what}-{name}.folded"), "--rate", "200"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for what, proc in (("real", real.proc), ("jobs", jobs.proc))]
+
+
 SCENARIOS = {
     # name: (label, residents, slots, capacity, connections, workers)
     "free": ("200 residents, 200 free places (10×20)", 200, 10, 20, 50, 1),
@@ -261,19 +320,27 @@ def main(argv: list[str] | None = None) -> int:
                           workers=workers)
             real = Server("bench.booking_http_bench:real_app", env, tmp / f"real-{name}.log",
                           workers=workers)
+            jobs = JobProcess(env, tmp / f"jobs-{name}.log")
             results: dict[str, list[WrkRun]] = {"bare": [], "real": []}
+            jobs_cpu = 0.0
             try:
                 bare.wait_ready("/ping")
                 real.wait_ready("/healthz")
+                profilers = _profile(real, jobs, tmp, name)
                 for rnd in range(args.rounds + 1):  # round 0 warms both up, not counted
                     order = ["bare", "real"] if rnd % 2 == 0 else ["real", "bare"]
                     for kind in order:
                         server = bare if kind == "bare" else real
                         day = day % 6 + 1  # stay inside the rule's booking horizon
                         slot_ids = asyncio.run(_new_slots(env, k, cap, day))
+                        cpu0 = jobs.cpu()
                         run = run_list(server.port,
                                        _requests(kind, tokens, person_ids, slot_ids, n),
                                        connections=conns, pgid=server.proc.pid)
+                        if kind == "real":
+                            asyncio.run(_outbox_drained(env))
+                            if rnd:
+                                jobs_cpu += jobs.cpu() - cpu0
                         taken = asyncio.run(_check(
                             env, slot_ids,
                             "bench_bare_bookings" if kind == "bare" else "appointments"))
@@ -282,9 +349,13 @@ def main(argv: list[str] | None = None) -> int:
                         if rnd:
                             results[kind].append(run)
             finally:
+                for p in profilers:
+                    p.send_signal(signal.SIGINT)
+                    p.wait(timeout=60)
                 real.stop()
                 bare.stop()
-            _report(label, name, conns, workers, results)
+                jobs.stop()
+            _report(label, name, conns, workers, results, jobs_cpu)
     finally:
         asyncio.run(dbs.drop_database(MYSQL_URL, db_name))
     print(f"  logs: {tmp}")
@@ -292,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(label: str, name: str, conns: int, workers: int,
-            results: dict[str, list[WrkRun]]) -> None:
+            results: dict[str, list[WrkRun]], jobs_cpu: float) -> None:
     print(f"{label} — {conns} in flight, {workers} worker(s), {len(results['real'])} rounds")
     rps, cpu = {}, {}
     for kind, runs in results.items():
@@ -304,6 +375,9 @@ def _report(label: str, name: str, conns: int, workers: int,
               f"p50 {statistics.median(r.p50_ms for r in runs):6.1f} ms  "
               f"p99 {statistics.median(r.p99_ms for r in runs):6.1f} ms  "
               f"server CPU {cpu[kind]:6.0f} µs/request  statuses {statuses}")
+    booked = sum(r.statuses.get(201, 0) for r in results["real"])
+    print(f"  job process (outbox deliveries, off the serving loop): "
+          f"{jobs_cpu / max(1, booked) * 1e6:6.0f} µs CPU per booking")
     print(f"  ratio real/bare: {rps['real'] / rps['bare']:.2f} req/s, "
           f"{cpu['bare'] / cpu['real']:.2f} by server CPU per request  [{name}]")
 

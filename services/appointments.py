@@ -176,7 +176,7 @@ async def _check_not_suspended(person_id: int, facts: _PersonFacts | None = None
 
 
 async def _bookable_slot(slot_id: int) -> Slot:
-    slot = await Slot.get_or_none(id=slot_id).select_related("hall")
+    slot = await slots.with_hall(slot_id)
     if slot is None:
         raise not_found("预约时段")
     if slot.starts_at <= clock.now():
@@ -203,10 +203,11 @@ async def _account_of(person_id: int) -> int | None:
     return user.id if user else None
 
 
-async def _resolve_person(actor: Principal, on_behalf_of: OnBehalf | None) -> Person:
+async def resolve_person(actor: Principal, on_behalf_of: OnBehalf | None) -> Person:
+    """Whom a booking (or a waitlist entry) is for: the caller's own real-name person, or
+    someone they act for through a recorded relation (services/onbehalf.py, which also
+    answers every mismatch alike and limits attempts)."""
     if on_behalf_of is not None:
-        # Only through a recorded relation (grid, consent, desk registration): see
-        # services/onbehalf.py, which also answers every mismatch alike and limits attempts.
         return await onbehalf.person_for_booking(actor, name=on_behalf_of.name,
                                                  id_number=on_behalf_of.id_number)
     person = await people.person_of(actor.user_id)
@@ -215,17 +216,58 @@ async def _resolve_person(actor: Principal, on_behalf_of: OnBehalf | None) -> Pe
     return person
 
 
+async def _lock_person(*, person_id: int | None = None,
+                       account_id: int | None = None) -> Person | None:
+    """The person — by id, or the one bound to an account — read and locked in one statement,
+    the first of a booking's transaction: one person's bookings then run one at a time, and
+    the limits read after it can't be raced. (The lock comes first: a plain read before it
+    would pin an older snapshot.) Hand-written, as ``slots.with_hall``; ``_meta.db`` is the
+    caller's transaction."""
+    conn = Person._meta.db
+    ph = db.placeholder(conn)
+    table = Person._meta.db_table
+    arg: int | None
+    if person_id is not None:
+        source, arg = f"{table} p WHERE p.id = {ph}", person_id
+    else:
+        # A join, not ``p.id = (SELECT person_id FROM users ...)``: that subquery is a plain
+        # read, which under REPEATABLE READ fixes the transaction's snapshot *before* the
+        # lock is waited for — the limits read after it then missed bookings committed in
+        # between (caught by tests/integration/test_appointments_mysql.py). In a locking
+        # join every row read is a locking read; the account's row is locked along, which
+        # costs nothing here (nothing else writes it mid-booking).
+        source, arg = (f"{User._meta.db_table} u JOIN {table} p ON p.id = u.person_id "
+                       f"WHERE u.id = {ph}"), account_id
+    rows = await conn.execute_query_dict(
+        f"SELECT {db.columns(Person, 'p', conn)} FROM {source}{db.for_update(conn)}",  # noqa: S608
+        [arg])
+    return Person._init_from_db(**rows[0]) if rows else None
+
+
 # --- booking -------------------------------------------------------------------------------
 
 
 async def _book_locked(
-    *, person: Person, slot: Slot, item_code: str, booked_by: int, on_behalf: bool,
-    green: bool, resident_id: int | None, waitlist_entry_id: int | None = None,
-) -> Appointment:
-    """The booking itself; runs inside the caller's transaction."""
-    # The lock comes first: a plain read before it would pin an older snapshot.
-    await Person.select_for_update().only("id").get(id=person.id)
-    _check_limits(await _person_facts(person.id, slot.id))
+    *, slot: Slot, item_code: str, booked_by: int, on_behalf: bool, resident_id: int | None,
+    person_id: int | None = None, account_id: int | None = None, green: bool | None = None,
+    waitlist_entry_id: int | None = None,
+) -> tuple[Appointment, Person]:
+    """The booking itself; runs inside the caller's transaction. The person is ``person_id``
+    or the one bound to ``account_id`` (a self-booking: no read before the transaction);
+    ``green`` None means decided from that person (age, tags)."""
+    person = await _lock_person(person_id=person_id, account_id=account_id)
+    if person is None:
+        raise AppError(ErrorCode.identity_required)
+    if green is None:
+        green = slots.is_green(person, on=clock.local(slot.starts_at).date())
+    # Refused before anything is written: a slot visibly full for this person's pools (read
+    # just before the transaction: the conditional UPDATE still decides), a suspension, the
+    # limits — all from one read of the person's bookings, made under the lock.
+    if slots.remaining_for(slot, green=green) <= 0:
+        raise AppError(ErrorCode.slot_full)
+    facts = await _person_facts(person.id, slot.id)
+    await _check_not_suspended(person.id, facts)
+    _check_limits(facts)
     if waitlist_entry_id is not None:
         claimed = await WaitlistEntry.filter(id=waitlist_entry_id,
                                              status=WaitlistStatus.waiting).update(
@@ -247,48 +289,43 @@ async def _book_locked(
         raise AppError(ErrorCode.already_booked) from exc
     if waitlist_entry_id is not None:
         await WaitlistEntry.filter(id=waitlist_entry_id).update(appointment_id=appt.id)
-    return appt
+    return appt, person
 
 
 async def book(
     *, actor: Principal, slot_id: int, item_code: str, on_behalf_of: OnBehalf | None = None,
     request_id: str = "",
 ) -> Appointment:
-    if on_behalf_of is None:
-        slot = await _bookable_slot(slot_id)
-        # Full even for a green booker (who may use every pool) is full for anyone: refused
-        # before the person is read, so each of a crowd behind a sold-out slot costs one
-        # read. (On behalf, the relation check stays first: it counts every attempt.)
-        if slots.remaining_for(slot, green=True) <= 0:
-            raise AppError(ErrorCode.slot_full)
-        person = await _resolve_person(actor, None)
-    else:
-        person = await _resolve_person(actor, on_behalf_of)
-        slot = await _bookable_slot(slot_id)
+    """The rush-hour path (docs/appointments.md "Speed"): one read before the transaction
+    (the slot, refusing a slot full for anyone), then person lock, the person's bookings,
+    the conditional UPDATE, the INSERT and the notice's outbox row, and COMMIT."""
+    person_id: int | None = None
+    if on_behalf_of is not None:
+        # The relation check comes first, before anything about the slot is told: it
+        # counts every attempt.
+        person_id = (await resolve_person(actor, on_behalf_of)).id
+    slot = await _bookable_slot(slot_id)
+    # Full even for a green booker (who may use every pool) is full for anyone: refused
+    # with the one read, so a crowd behind a sold-out slot never queues for a lock.
+    if slots.remaining_for(slot, green=True) <= 0:
+        raise AppError(ErrorCode.slot_full)
     await _item_for(slot, item_code)
     by_worker = on_behalf_of is not None
-    green = slots.is_green(person, on=clock.local(slot.starts_at).date(), by_worker=by_worker)
-    # Fast refusals before any transaction or lock: a visibly full slot (the slot was read
-    # just now), so a crowd behind a sold-out slot doesn't queue for its row lock; then the
-    # person's limits. The locked statements inside the transaction still decide.
-    if slots.remaining_for(slot, green=green) <= 0:
-        raise AppError(ErrorCode.slot_full)
-    facts = await _person_facts(person.id, slot.id)
-    await _check_not_suspended(person.id, facts)
-    _check_limits(facts)
-    resident_id = actor.user_id if not by_worker else await _account_of(person.id)
+    resident_id = actor.user_id if not by_worker else await _account_of(person_id or 0)
 
-    async def attempt() -> Appointment:
+    async def attempt() -> tuple[Appointment, Person]:
         async with in_transaction() as conn:
-            appt = await _book_locked(person=person, slot=slot, item_code=item_code,
-                                      booked_by=actor.user_id, on_behalf=by_worker,
-                                      green=green, resident_id=resident_id)
+            appt, person = await _book_locked(
+                slot=slot, item_code=item_code, booked_by=actor.user_id, on_behalf=by_worker,
+                resident_id=resident_id, person_id=person_id,
+                account_id=None if by_worker else actor.user_id,
+                green=True if by_worker else None)
             # 预约成功, for self-booking too (the centre keeps it even when WeChat can't
             # deliver), promised in the booking's own transaction.
             await _queue_notice(appt.id, "booked", using_db=conn)
-            return appt
+            return appt, person
 
-    appt = await _retrying(attempt)
+    appt, person = await _retrying(attempt)
     # What the answer shows, already in hand: the caller needn't read the row back.
     appt.hall, appt.person = slot.hall, person
     await deskview.changed(person.id)
@@ -474,8 +511,9 @@ async def offer_waitlist(*, slot_id: int, max_tries: int = 20) -> list[Appointme
         async def attempt(entry: WaitlistEntry = entry,
                           resident_id: int | None = resident_id) -> Appointment:
             async with in_transaction() as conn:
-                appt = await _book_locked(
-                    person=entry.person, slot=slot, item_code=entry.item_code,
+                appt, _person = await _book_locked(
+                    person_id=entry.person_id,  # type: ignore[attr-defined]
+                    slot=slot, item_code=entry.item_code,
                     booked_by=entry.joined_by_id,  # type: ignore[attr-defined]
                     on_behalf=entry.on_behalf, green=entry.green, resident_id=resident_id,
                     waitlist_entry_id=entry.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import re
@@ -21,6 +22,7 @@ from tortoise.backends.base.client import (
 )
 from tortoise.connection import get_connections
 from tortoise.exceptions import DBConnectionError, OperationalError
+from tortoise.models import Model
 
 from models import MODEL_MODULES
 from services import breaker
@@ -168,6 +170,26 @@ def placeholder(conn: Any) -> str:
     """The parameter marker of hand-written SQL on this connection: sqlite3 takes ``?``,
     aiomysql ``%s``."""
     return "?" if conn.capabilities.dialect == "sqlite" else "%s"
+
+
+def for_update(conn: Any) -> str:
+    """The locking clause of hand-written SQL: InnoDB locks the rows read; SQLite has no row
+    locks (a writing transaction holds the whole file), so nothing."""
+    return "" if conn.capabilities.dialect == "sqlite" else " FOR UPDATE"
+
+
+def columns(model: type[Model], alias: str, conn: Any, *, prefix: str = "") -> str:
+    """Every column of ``model`` for hand-written SQL, as ``alias.col AS <prefix>col``, quoted
+    for the dialect, so ``model._init_from_db`` can build an instance from the row (the same
+    converters the ORM applies). Cached: the list is the same for every call."""
+    return _columns(model, alias, conn.capabilities.dialect, prefix)
+
+
+@functools.cache
+def _columns(model: type[Model], alias: str, dialect: str, prefix: str) -> str:
+    q = '"' if dialect == "sqlite" else "`"
+    return ", ".join(f"{alias}.{q}{c}{q} AS {q}{prefix}{c}{q}"
+                     for c in sorted(model._meta.db_fields))
 
 
 def has_model(name: str) -> bool:

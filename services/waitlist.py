@@ -14,7 +14,7 @@ from services.errors import AppError, ErrorCode, not_found
 
 async def join(*, actor: Principal, slot_id: int, item_code: str,
                on_behalf_of: OnBehalf | None = None) -> WaitlistEntry:
-    person = await appointments._resolve_person(actor, on_behalf_of)
+    person = await appointments.resolve_person(actor, on_behalf_of)
     slot = await appointments._bookable_slot(slot_id)
     await appointments._item_for(slot, item_code)
     await appointments._check_not_suspended(person.id)
