@@ -216,6 +216,10 @@ async def resolve_person(actor: Principal, on_behalf_of: OnBehalf | None) -> Per
     return person
 
 
+# What a booking uses of the person: the green channel's facts and the answer's masked name.
+_PERSON_COLUMNS = ("id", "birth_date", "tags", "name_masked", "id_number_masked")
+
+
 async def _lock_person(*, person_id: int | None = None,
                        account_id: int | None = None) -> Person | None:
     """The person — by id, or the one bound to an account — read and locked in one statement,
@@ -239,9 +243,9 @@ async def _lock_person(*, person_id: int | None = None,
         source, arg = (f"{User._meta.db_table} u JOIN {table} p ON p.id = u.person_id "
                        f"WHERE u.id = {ph}"), account_id
     rows = await conn.execute_query_dict(
-        f"SELECT {db.columns(Person, 'p', conn)} FROM {source}{db.for_update(conn)}",  # noqa: S608
-        [arg])
-    return Person._init_from_db(**rows[0]) if rows else None
+        f"SELECT {db.columns(Person, 'p', conn, only=_PERSON_COLUMNS)} "  # noqa: S608
+        f"FROM {source}{db.for_update(conn)}", [arg])
+    return db.instance(Person, rows[0]) if rows else None
 
 
 # --- booking -------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from services.settings import Settings, get_settings
 
 TIMEZONE = "Asia/Shanghai"
 T = TypeVar("T")
+M = TypeVar("M", bound=Model)
 log = logging.getLogger(__name__)
 
 
@@ -178,18 +179,36 @@ def for_update(conn: Any) -> str:
     return "" if conn.capabilities.dialect == "sqlite" else " FOR UPDATE"
 
 
-def columns(model: type[Model], alias: str, conn: Any, *, prefix: str = "") -> str:
-    """Every column of ``model`` for hand-written SQL, as ``alias.col AS <prefix>col``, quoted
-    for the dialect, so ``model._init_from_db`` can build an instance from the row (the same
-    converters the ORM applies). Cached: the list is the same for every call."""
-    return _columns(model, alias, conn.capabilities.dialect, prefix)
+def columns(model: type[Model], alias: str, conn: Any, *, prefix: str = "",
+            only: tuple[str, ...] | None = None) -> str:
+    """Columns of ``model`` for hand-written SQL — all, or ``only`` these — as
+    ``alias.col AS <prefix>col``, quoted for the dialect; ``instance`` builds the model from
+    the row. Name only what the caller uses: every column costs the driver a metadata packet
+    to parse (a slot and its hall in full were most of a booking's first read)."""
+    return _columns(model, alias, conn.capabilities.dialect, prefix, only)
 
 
 @functools.cache
-def _columns(model: type[Model], alias: str, dialect: str, prefix: str) -> str:
+def _columns(model: type[Model], alias: str, dialect: str, prefix: str,
+             only: tuple[str, ...] | None) -> str:
     q = '"' if dialect == "sqlite" else "`"
     return ", ".join(f"{alias}.{q}{c}{q} AS {q}{prefix}{c}{q}"
-                     for c in sorted(model._meta.db_fields))
+                     for c in (only or sorted(model._meta.db_fields)))
+
+
+@functools.cache
+def _blank(model: type[Model]) -> dict[str, None]:
+    return dict.fromkeys(model._meta.db_fields)
+
+
+def instance(model: type[M], row: dict[str, Any]) -> M:
+    """A model instance from a hand-written row, values through the fields' own converters
+    (as the ORM reads them). From some columns only, the rest are None and the instance is
+    *partial*: Tortoise refuses to save it whole, so a half-read row can't overwrite one."""
+    whole = len(row) >= len(model._meta.db_fields)
+    obj = model._init_from_db(**(row if whole else {**_blank(model), **row}))
+    obj._partial = not whole
+    return obj
 
 
 def has_model(name: str) -> bool:
