@@ -332,7 +332,7 @@ async def book(
     appt, person = await _retrying(attempt)
     # What the answer shows, already in hand: the caller needn't read the row back.
     appt.hall, appt.person = slot.hall, person
-    await deskview.changed(person.id)
+    await deskview.appointment_changed(person.id, clock.local(slot.starts_at).date())
     if by_worker:
         # The worker typed in someone's name and ID number: leave a trace the person can see
         # in their access log.

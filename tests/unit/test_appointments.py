@@ -356,3 +356,30 @@ async def test_overlapping_sweeps_send_each_reminder_once(clk: Clock, fake_wecha
     assert await Notification.filter(template="appointment_reminder").count() == 5
     assert len([m for m in fake_wechat.sent_messages
                 if m.get("template_id") == "tmpl-appt-reminder"]) == 5
+
+
+async def test_only_a_booking_for_today_bumps_the_desk_view(clk: Clock) -> None:
+    """The staff desk view (cached per person and day, services/deskview.py) shows today's
+    appointments: a booking for today must make the next scan read it afresh; one for
+    another day leaves the cached view alone (that view doesn't show it), which saves the
+    rush — bookings days ahead — a Redis round trip each."""
+    from services import cache, clock, deskview
+
+    await catalogue()
+    me = await resident()
+    person_id = (await User.get(id=me.user_id)).person_id
+    assert person_id is not None
+
+    async def generation() -> str | None:
+        return await cache.redis().get(deskview.gen_key(person_id))
+
+    before = await generation()
+    await appointments.book(actor=me, slot_id=(await make_slot(at(MON, 9))).id, item_code=ITEM)
+    assert await generation() == before
+    today = clock.today()
+    later = await make_slot(at(today, clk.at.hour + 2))
+    await appointments.book(actor=me, slot_id=later.id, item_code=ITEM)
+    assert await generation() != before
+    view = await deskview.load(person_id=person_id, now=clock.now())
+    assert [a["starts_at"] for a in view["appointments_today"]] == [
+        clock.local(later.starts_at).isoformat()]
