@@ -765,11 +765,16 @@ class CaseView:
     release: CaseRelease | None = None
 
 
+async def supplements_of(case_id: int) -> list[SupplementRequest]:
+    """A case's 补正 notices in the order they were sent (read after its access check)."""
+    return await SupplementRequest.filter(case_id=case_id).order_by("sequence")
+
+
 async def get_case(*, actor: Principal, case_id: int) -> CaseView:
     case, acc = await case_and_access(actor, case_id)
     await case.fetch_related("person", "enterprise")
     events = await CaseEvent.filter(case_id=case.id).order_by("id")
-    sups = await SupplementRequest.filter(case_id=case.id).order_by("sequence")
+    sups = await supplements_of(case.id)
     open_sup = next((s for s in sups if s.resolved_at is None), None)
     missing = list(open_sup.items.get("items", [])) if open_sup else []
     helper = (
