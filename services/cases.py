@@ -515,6 +515,7 @@ async def _notify(case: Case, event: CaseEvent, *, using_db: BaseDBAsyncClient) 
             "note": event.note[:20],
         },
         dedup_key=f"case:{case.id}:event:{event.id}",
+        hall_code=case.hall_code, department=case.department,
         page=f"pages/cases/detail?id={case.id}",
     )
     if to in (S.approved, S.rejected):
@@ -525,6 +526,7 @@ async def _notify(case: Case, event: CaseEvent, *, using_db: BaseDBAsyncClient) 
             data={"thing1": case.title[:20], "thing2": "请为本次办理评价"},
             # 一事一评: one invitation per case, however often it is reopened and decided.
             dedup_key=f"rating_invite:case:{case.id}",
+            hall_code=case.hall_code, department=case.department,
             page=f"pages/ratings/new?case_id={case.id}",
             body=f"“{case.title}”已办理完毕，欢迎对本次服务作出评价（好差评）。")
 

@@ -205,6 +205,7 @@ async def reply_task(*, actor: Principal, task_id: int, text: str) -> Rectificat
             data={"thing1": {"value": "差评整改"}, "thing2": {"value": text.strip()[:20]},
                   "time3": {"value": clock.local(now).strftime("%Y-%m-%d %H:%M")}},
             dedup_key=f"rectification_reply:{task.id}",
+            hall_code=task.hall_code, department=task.department,
             page="pages/ratings/mine", using_db=conn,
         )
     return await get_task(actor=actor, task_id=task_id)

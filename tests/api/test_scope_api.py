@@ -23,10 +23,11 @@ from models.cases import (
 )
 from models.codes import IssuedCode
 from models.feedback import Feedback
+from models.notifications import Notification
 from models.org import Position
 from models.ratings import RectificationTask
 from models.users import Person, Role
-from services import clock, helpers, people, seed
+from services import clock, helpers, outbox, people, seed
 from tests.api.test_map_api import HALL_BODY
 
 ZHANG = ("张建国", "621002194103050316")
@@ -361,3 +362,39 @@ async def test_door_plates_only_in_the_area_served(api: Any) -> None:
     assert (await beijie.delete("/api/v1/codes/doorplates/D-XF-0001")).status == 200
     assert (await w.admin.delete("/api/v1/codes/doorplates/D-QC-0001")).status == 200
     assert await _plates_issued("D-XF-0001", "D-QC-0001") == set()
+
+
+async def test_delivery_figures_count_only_what_is_in_scope(api: Any) -> None:
+    """GET /admin/notifications/figures counts the notices whose business (case, appointment)
+    lies in the caller's scope, like /admin/stats: another hall's staff see none of them."""
+    w = await _world(api)
+    a = await _open(w.zhang, XF)
+    b = await _open(w.li, QC)
+    for who, cid in ((w.xf, a), (w.qc, b)):
+        moved = await who.post(f"/api/v1/cases/{cid}/transitions", json={"action": "accept"})
+        assert moved.status == 200, moved.text
+    await _book(w.zhang, XF)  # an appointment notice: the hall's, no department
+    await outbox.dispatch_due()
+    # The real flows stamped each notice with its place.
+    at_xf = await Notification.filter(hall_code=XF).count()
+    at_qc = await Notification.filter(hall_code=QC).count()
+    appt_at_xf = await Notification.filter(hall_code=XF, department="").count()
+    assert at_xf > appt_at_xf > 0 and at_qc > 0
+    everything = await Notification.all().count()
+
+    async def seen(s: Any) -> tuple[int, set[str]]:
+        resp = await s.get("/api/v1/admin/notifications/figures")
+        assert resp.status == 200, resp.text
+        rows = resp.json["rows"]
+        return sum(r["total"] for r in rows), {r["template"] for r in rows}
+
+    xf_total, xf_templates = await seen(w.xf)
+    assert xf_total == at_xf and "appointment_booked" in xf_templates
+    qc_total, qc_templates = await seen(w.qc)
+    assert qc_total == at_qc and "appointment_booked" not in qc_templates
+    assert (await seen(w.sup))[0] == at_xf  # 西峰区 and below
+    # 市民政局 (a city department): its cases' notices at every hall, not the appointment's.
+    assert (await seen(w.mz))[0] == at_xf - appt_at_xf + at_qc
+    assert (await seen(w.ga)) == (0, set())
+    assert (await seen(w.admin))[0] == everything
+    assert (await w.zhang.get("/api/v1/admin/notifications/figures")).status == 403
