@@ -10,9 +10,8 @@ from sanic import Blueprint, Request
 from api.endpoint import endpoint
 from api.me import IdentityOut, identity_out
 from api.observability import request_id
-from models.audit import AuditLog
-from models.users import Role, User
-from services import clock, people, users
+from models.users import Role
+from services import audit, clock, people, users
 from services.auth import Principal, role_names
 
 bp = Blueprint("admin_users", url_prefix="/api/v1/admin")
@@ -85,13 +84,10 @@ class AuditOut(BaseModel):
 @bp.get("/users")
 @endpoint(query=UserListQuery, response=UserListOut, roles=[Role.staff, Role.admin],
           summary="用户列表（脱敏）", tag="admin")
-async def list_users(_request: Request, query: UserListQuery) -> UserListOut:
-    qs = User.all().select_related("person").prefetch_related("roles").order_by("-id")
-    if query.cursor:
-        qs = qs.filter(id__lt=query.cursor)
-    if query.role is not None and query.role is not Role.resident:
-        qs = qs.filter(roles__role=query.role)
-    rows = await qs.limit(query.limit + 1)
+async def list_users(_request: Request, query: UserListQuery,
+                     principal: Principal) -> UserListOut:
+    rows = await users.list_users(actor=principal, role=query.role, cursor=query.cursor,
+                                  limit=query.limit)
     page = rows[: query.limit]
     return UserListOut(
         users=[UserSummary(user_id=u.id, roles=role_names(u.roles), phone=u.phone_masked,
@@ -132,15 +128,9 @@ async def reveal(request: Request, person_id: int, body: PersonRevealIn,
 @bp.get("/audit")
 @endpoint(query=AuditQuery, response=AuditOut, roles=[Role.admin], summary="审计日志",
           tag="admin")
-async def audit_log(_request: Request, query: AuditQuery) -> AuditOut:
-    qs = AuditLog.all().order_by("-id")
-    if query.person_id:
-        qs = qs.filter(subject_person_id=query.person_id)
-    if query.actor_id:
-        qs = qs.filter(actor_id=query.actor_id)
-    if query.cursor:
-        qs = qs.filter(id__lt=query.cursor)
-    rows = await qs.limit(query.limit + 1)
+async def audit_log(_request: Request, query: AuditQuery, principal: Principal) -> AuditOut:
+    rows = await audit.search(actor=principal, person_id=query.person_id,
+                              actor_id=query.actor_id, cursor=query.cursor, limit=query.limit)
     page = rows[: query.limit]
     return AuditOut(
         entries=[AuditEntry(id=r.id, at=clock.local(r.at), actor_id=r.actor_id,  # type: ignore[attr-defined]

@@ -234,7 +234,7 @@ def _on_behalf(body: OnBehalfIn | None) -> OnBehalf | None:
 
 
 async def _waitlist_out(e: WaitlistEntry) -> WaitlistOut:
-    await e.fetch_related("slot", "slot__hall", "person")
+    # The waitlist service hands entries over with their slot, hall and person loaded.
     return WaitlistOut(
         id=e.id, slot_id=e.slot.id, hall_code=e.slot.hall.code, hall_name=e.slot.hall.name,
         starts_at=clock.local(e.slot.starts_at), ends_at=clock.local(e.slot.ends_at),

@@ -396,8 +396,6 @@ async def ask_help(_request: Request, case_id: int, body: HelpIn,
     got = await helpers.request_help(actor=principal, case_id=path_id(case_id, "办件"),
                                      note=body.note)
     a = got.assignment
-    if a is not None:
-        await a.fetch_related("helper")
     return HelpOut(case_id=got.case.id, help_requested=True, assigned=a is not None,
                    helper=helper_brief(a))
 

@@ -10,11 +10,10 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext.extensions.openapi import openapi
 from sanic_ext.extensions.openapi.definitions import Response
-from tortoise import connections
 
 from api import workers
 from api.endpoint import schema_component
-from services import cache
+from services import cache, db
 
 bp = Blueprint("health")
 
@@ -53,7 +52,7 @@ async def healthz(_request: Request) -> HTTPResponse:
 async def readyz(request: Request) -> HTTPResponse:
     # Both probes at once, each bounded: a frozen dependency makes the answer "down" within
     # PROBE_SECONDS instead of hanging the load balancer's probe.
-    db_ok, redis_ok = await asyncio.gather(_bounded(_db_ok()), _bounded(cache.ping()))
+    db_ok, redis_ok = await asyncio.gather(_bounded(db.ping()), _bounded(cache.ping()))
     workers_ok = workers.all_alive(request.app)
     checks = {"database": db_ok, "redis": redis_ok, "workers": workers_ok}
     down = [name for name, ok in checks.items() if not ok]
@@ -70,10 +69,3 @@ async def _bounded(probe: Awaitable[bool]) -> bool:
     except Exception:
         return False
 
-
-async def _db_ok() -> bool:
-    try:
-        await connections.get("default").execute_query("SELECT 1")
-    except Exception:
-        return False
-    return True

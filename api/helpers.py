@@ -201,12 +201,10 @@ async def decline(_request: Request, assignment_id: int, body: DeclineIn,
 async def transfer(_request: Request, assignment_id: int, body: TransferIn,
                    principal: Principal) -> TransferOut:
     aid = path_id(assignment_id, "帮办任务")
-    nxt = await helpers.transfer(actor=principal, assignment_id=aid, note=body.note,
-                                 to_helper_user_id=body.to_helper_user_id)
-    old = await HelperAssignment.get(id=aid)
-    if nxt is not None:
-        await nxt.fetch_related("helper")
-    return TransferOut(transferred=_assignment(old), next_helper=helper_brief(nxt))
+    moved = await helpers.transfer(actor=principal, assignment_id=aid, note=body.note,
+                                   to_helper_user_id=body.to_helper_user_id)
+    return TransferOut(transferred=_assignment(moved.transferred),
+                       next_helper=helper_brief(moved.next))
 
 
 @bp.put("/duty")

@@ -8,7 +8,6 @@ from pydantic import BaseModel, Field
 from sanic import Blueprint, Request
 
 from api.endpoint import endpoint
-from models.enterprises import EnterpriseAgent
 from models.users import Person
 from services import audit, clock, notifications, people, users
 from services.auth import Principal, roles_of
@@ -94,15 +93,14 @@ def identity_out(person: Person) -> IdentityOut:
 
 async def _me(user_id: int) -> MeOut:
     user = await users.get_user(user_id)
-    agencies = await EnterpriseAgent.filter(user_id=user_id).select_related("enterprise")
+    represented = await users.enterprises_represented(user_id)
     return MeOut(
         user_id=user.id,
         roles=await roles_of(user),
         nickname=user.nickname,
         phone=user.phone_masked,
         identity=identity_out(user.person) if user.person else None,
-        enterprises=[EnterpriseBrief(id=a.enterprise.id, name=a.enterprise.name,
-                                     uscc=a.enterprise.uscc) for a in agencies],
+        enterprises=[EnterpriseBrief(id=e.id, name=e.name, uscc=e.uscc) for e in represented],
         identity_level=user.identity_level,
     )
 

@@ -227,7 +227,7 @@ async def delivery_figures(_request: Request, query: FiguresQuery,
                            principal: Principal) -> DeliveryFiguresOut:
     end = query.end or clock.today()
     start = query.start or end - timedelta(days=6)
-    rows = await notifications.figures(start=start, end=end)
+    rows = await notifications.figures(actor=principal, start=start, end=end)
     return DeliveryFiguresOut(start=start, end=end, rows=[
         DeliveryFiguresRow(day=r.day, template=r.template, total=r.total, sent=r.sent,
                            failed=r.failed, pending=r.pending, skipped=r.skipped or {},

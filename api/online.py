@@ -16,7 +16,6 @@ from api.cases import path_id
 from api.endpoint import _RawSchema, endpoint
 from api.observability import request_id
 from api.schemas import Ok
-from models.catalogue import ServiceItem
 from models.codes import ElectronicLicence
 from models.online import ApplicationDraft, CaseMaterial, FormDefinition, Upload
 from models.users import Role
@@ -323,9 +322,7 @@ async def _body_chunks(request: Request) -> Any:
 @bp.get("/forms/<code:str>")
 @endpoint(response=OnlineFormOut, summary="事项或一件事的网上申请表", tag="online")
 async def get_form(_request: Request, code: str, principal: Principal) -> OnlineFormOut:
-    is_item = await ServiceItem.exists(code=code)
-    form = await online.resolve_form(item_code=code if is_item else None,
-                                     bundle_code=None if is_item else code)
+    form = await online.form_of(code)
     return OnlineFormOut(target_code=code, title=form.title, versions=form.versions,
                          fields=_fields(form.fields))
 

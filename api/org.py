@@ -130,10 +130,9 @@ class OrgMyScopeOut(BaseModel):
     scanning_hall: str | None = Field(description="扫码时记为所在大厅")
 
 
-async def _region_out(r: Region) -> OrgRegionOut:
-    parent = await Region.get_or_none(id=r.parent_id) if r.parent_id else None  # type: ignore[attr-defined]
+def _region_out(r: Region) -> OrgRegionOut:
     return OrgRegionOut(code=r.code, name=r.name, level=r.level,
-                        parent_code=parent.code if parent else None)
+                        parent_code=org.parent_code_of(r))
 
 
 def _department_out(d: Department) -> OrgDepartmentOut:
@@ -163,13 +162,7 @@ def _membership_out(m: Membership) -> OrgMembershipOut:
 async def list_regions(_request: Request, query: OrgRegionListQuery,
                        principal: Principal) -> OrgRegionListOut:
     rows = await org.list_regions(actor=principal, parent_code=query.parent)
-    parent_ids = [int(r.parent_id) for r in rows if r.parent_id]  # type: ignore[attr-defined]
-    codes: dict[int, str] = {int(i): str(c) for i, c in await Region.filter(
-        id__in=parent_ids).values_list("id", "code")}
-    return OrgRegionListOut(regions=[
-        OrgRegionOut(code=r.code, name=r.name, level=r.level,
-                     parent_code=codes.get(r.parent_id))  # type: ignore[attr-defined]
-        for r in rows])
+    return OrgRegionListOut(regions=[_region_out(r) for r in rows])
 
 
 @admin_bp.post("/regions")
@@ -179,14 +172,14 @@ async def create_region(_request: Request, body: OrgRegionIn,
                         principal: Principal) -> OrgRegionOut:
     region = await org.create_region(actor=principal, code=body.code, name=body.name,
                                      level=body.level, parent_code=body.parent_code)
-    return await _region_out(region)
+    return _region_out(region)
 
 
 @admin_bp.put("/regions/<code:str>")
 @endpoint(body=OrgRenameIn, response=OrgRegionOut, roles=ADMIN, tag="org", summary="更名行政区划")
 async def rename_region(_request: Request, code: str, body: OrgRenameIn,
                         principal: Principal) -> OrgRegionOut:
-    return await _region_out(await org.rename_region(actor=principal, code=code,
+    return _region_out(await org.rename_region(actor=principal, code=code,
                                                      name=body.name))
 
 

@@ -201,8 +201,7 @@ async def rate(_request: Request, body: RateIn, principal: Principal) -> RatingO
 async def mine(_request: Request, query: RatingMineQuery, principal: Principal) -> RatingListOut:
     rows = await service.list_mine(actor=principal, cursor=query.cursor, limit=query.limit)
     page = rows[: query.limit]
-    tasks = {t.rating_id: t for t in await RectificationTask.filter(  # type: ignore[attr-defined]
-        rating_id__in=[r.id for r in page])}
+    tasks = await service.tasks_of(page)
     return RatingListOut(ratings=[rating_out(r, tasks.get(r.id)) for r in page],
                          next_cursor=_next(rows, query.limit))
 

@@ -17,9 +17,8 @@ from sanic_ext.extensions.openapi import openapi
 from api.cases import MAX_ID
 from api.endpoint import endpoint
 from api.schemas import Day
-from models.cases import Case, CaseStatus, SupplementRequest
+from models.cases import Case, CaseStatus
 from models.users import Role
-from models.window import WalkIn
 from services import cases, clock
 from services.auth import Principal
 from services.window import acceptance, intake, notices, ownership, refusal, release
@@ -206,7 +205,7 @@ async def _view(principal: Principal, case_id: int) -> WindowCaseOut:
     staff = cases.ActorKind.staff in acc.kinds
     history = await ownership.history(case.id) if staff else []
     current = next((o for o in history if o.until is None), None)
-    sups = await SupplementRequest.filter(case_id=case.id).order_by("sequence")
+    sups = await cases.supplements_of(case.id)
     today = clock.today()
     com = await acceptance.commitment_of(case.id)
     ref = await refusal.refusal_of(case.id)
@@ -216,7 +215,7 @@ async def _view(principal: Principal, case_id: int) -> WindowCaseOut:
         id=case.id, title=case.title, hall_code=case.hall_code, status=case.status,
         status_label=cases.STATUS_LABELS[case.status], version=case.version,
         accepted_at=_t(case.accepted_at), due_at=_t(case.due_at),
-        walk_in=await WalkIn.exists(case_id=case.id),
+        walk_in=await intake.opened_at_window(case.id),
         owner=_owner(current) if current else None,
         owner_history=[_owner(o) for o in history],
         notices=[WindowNotice(sequence=s.sequence, requested_at=clock.local(s.requested_at),

@@ -56,6 +56,12 @@ class Notification(Model):
     relay_to: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
     )
+    # Where the notice's business is: the hall and department of the case, appointment,
+    # report or rating it is about (snapshots, like a rating's), so the delivery figures filter
+    # by data scope as every staff figure does. "" for a notice about no hall (an identity
+    # change; a policy push, which carries only its department): the city's.
+    hall_code = fields.CharField(max_length=32, default="")
+    department = fields.CharField(max_length=64, default="")
 
     class Meta:
         table = "notifications"

@@ -625,7 +625,7 @@ _TEMPLATES = {"booked": "appointment_booked", "moved": "appointment_booked",
 
 async def _send(appt: Appointment, kind: str) -> None:
     booked_by: int = appt.booked_by_id  # type: ignore[attr-defined]
-    hall: Hall = await Hall.get(id=appt.hall_id)  # type: ignore[attr-defined]
+    hall: Hall = appt.hall
     names = await item_names({appt.item_code})
     item = names.get(appt.item_code, appt.item_code)
     when = clock.local(appt.starts_at).strftime("%Y-%m-%d %H:%M")
@@ -641,14 +641,17 @@ async def _send(appt: Appointment, kind: str) -> None:
         person = await Person.get(id=appt.person_id)  # type: ignore[attr-defined]
         await notifications.notify(
             user_id=booked_by, template=template, data=data, dedup_key=f"appt:{appt.id}:{kind}",
-            page=page, body=f"为{person.name_masked}预约：{hall.name} {when}，办理：{item}。"
-                            "对方未注册小程序，请转告本人。")
+            page=page, hall_code=hall.code,
+            body=f"为{person.name_masked}预约：{hall.name} {when}，办理：{item}。"
+                 "对方未注册小程序，请转告本人。")
         return
     # For someone a worker booked for, the worker hears how each notice went (relay_to).
     relay = booked_by if appt.on_behalf and booked_by != appt.resident_id else None  # type: ignore[attr-defined]
     await notifications.notify(user_id=appt.resident_id,  # type: ignore[attr-defined]
                                template=template, data=data,
-                               dedup_key=f"appt:{appt.id}:{kind}", page=page, relay_to=relay)
+                               dedup_key=f"appt:{appt.id}:{kind}", page=page, relay_to=relay,
+                               # Appointments are scoped by hall only (no department).
+                               hall_code=hall.code)
 
 
 async def _invite_rating(appt: Appointment) -> None:
@@ -658,14 +661,15 @@ async def _invite_rating(appt: Appointment) -> None:
         user_id=appt.resident_id or appt.booked_by_id,  # type: ignore[attr-defined]
         template="rating_invite", data={"thing1": item[:20], "thing2": "请为本次办理评价"},
         dedup_key=f"rating_invite:appointment:{appt.id}",
-        page=f"pages/ratings/new?appointment_id={appt.id}",
+        page=f"pages/ratings/new?appointment_id={appt.id}", hall_code=appt.hall.code,
         title="邀请您评价", body=f"您已签到办理“{item}”，欢迎对本次服务作出评价（好差评）。",
         category=MessageCategory.appointments)
 
 
 @outbox.handler("appointments.notify")
 async def _notify_job(payload: dict[str, Any]) -> None:
-    appt = await Appointment.get_or_none(id=payload["appointment_id"])
+    # With its hall: every notice names it, and counts in the hall's figures.
+    appt = await Appointment.get_or_none(id=payload["appointment_id"]).select_related("hall")
     kind = str(payload["kind"])
     if appt is None:
         return

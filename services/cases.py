@@ -515,6 +515,7 @@ async def _notify(case: Case, event: CaseEvent, *, using_db: BaseDBAsyncClient) 
             "note": event.note[:20],
         },
         dedup_key=f"case:{case.id}:event:{event.id}",
+        hall_code=case.hall_code, department=case.department,
         page=f"pages/cases/detail?id={case.id}",
     )
     if to in (S.approved, S.rejected):
@@ -525,6 +526,7 @@ async def _notify(case: Case, event: CaseEvent, *, using_db: BaseDBAsyncClient) 
             data={"thing1": case.title[:20], "thing2": "请为本次办理评价"},
             # 一事一评: one invitation per case, however often it is reopened and decided.
             dedup_key=f"rating_invite:case:{case.id}",
+            hall_code=case.hall_code, department=case.department,
             page=f"pages/ratings/new?case_id={case.id}",
             body=f"“{case.title}”已办理完毕，欢迎对本次服务作出评价（好差评）。")
 
@@ -765,11 +767,16 @@ class CaseView:
     release: CaseRelease | None = None
 
 
+async def supplements_of(case_id: int) -> list[SupplementRequest]:
+    """A case's 补正 notices in the order they were sent (read after its access check)."""
+    return await SupplementRequest.filter(case_id=case_id).order_by("sequence")
+
+
 async def get_case(*, actor: Principal, case_id: int) -> CaseView:
     case, acc = await case_and_access(actor, case_id)
     await case.fetch_related("person", "enterprise")
     events = await CaseEvent.filter(case_id=case.id).order_by("id")
-    sups = await SupplementRequest.filter(case_id=case.id).order_by("sequence")
+    sups = await supplements_of(case.id)
     open_sup = next((s for s in sups if s.resolved_at is None), None)
     missing = list(open_sup.items.get("items", [])) if open_sup else []
     helper = (

@@ -64,6 +64,7 @@ from services import (
     verification,
 )
 from services.auth import Principal
+from services.doorplate_access import access_doorplate, access_doorplates
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.identity import InvalidCreditCode, validate_uscc
 from services.scope import scope_of
@@ -364,14 +365,8 @@ async def issue_doorplate_codes(*, actor: Principal, plate_codes: list[str],
                                 reissue: bool = False) -> list[tuple[DoorPlate, IssuedQr, bool]]:
     """Codes for many plates at once; a plate that already has one keeps it unless
     ``reissue`` (which voids the printed plate)."""
-    if not actor.is_staff:
-        raise forbidden()
-    wanted = list(dict.fromkeys(plate_codes))
-    plates = {p.code: p for p in await DoorPlate.filter(code__in=wanted)}
-    missing = [c for c in wanted if c not in plates]
-    if missing:
-        raise AppError(ErrorCode.not_found, "门牌不存在",
-                       fields={"plate_codes": "、".join(missing)})
+    plates = {p.code: p for p in await access_doorplates(actor, plate_codes, for_change=True)}
+    wanted = list(plates)
     out: list[tuple[DoorPlate, IssuedQr, bool]] = []
     async with in_transaction():
         # Lock in a fixed order so two batches over overlapping plates can't deadlock.
@@ -394,14 +389,8 @@ async def doorplate_codes(*, actor: Principal, plate_codes: list[str]) -> list[t
                                                                                    IssuedQr]]:
     """The active codes of these plates, for printing. Plates without one are a 409: printing
     must not silently mint codes."""
-    if not actor.is_staff:
-        raise forbidden()
-    wanted = list(dict.fromkeys(plate_codes))
-    plates = {p.code: p for p in await DoorPlate.filter(code__in=wanted)}
-    missing = [c for c in wanted if c not in plates]
-    if missing:
-        raise AppError(ErrorCode.not_found, "门牌不存在",
-                       fields={"plate_codes": "、".join(missing)})
+    plates = {p.code: p for p in await access_doorplates(actor, plate_codes)}
+    wanted = list(plates)
     codes = {c.doorplate_id: c for c in await IssuedCode.filter(  # type: ignore[attr-defined]
         active_key__in=[_active_key(CodeKind.doorplate, p.id) for p in plates.values()])}
     lacking = [c for c in wanted if plates[c].id not in codes]
@@ -415,20 +404,9 @@ async def doorplate_codes(*, actor: Principal, plate_codes: list[str]) -> list[t
     return out
 
 
-_PLATE_CODE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
-
-
-async def _plate(code: str) -> DoorPlate | None:
-    # A path segment that can't be a plate code is simply absent (not a 422 from the ORM).
-    return await DoorPlate.get_or_none(code=code) if _PLATE_CODE.match(code) else None
-
-
 async def revoke_doorplate_code(*, actor: Principal, plate_code: str) -> None:
-    if not actor.is_staff:
-        raise forbidden()
-    plate = await _plate(plate_code)
-    if plate is None or not await _revoke_long(kind=CodeKind.doorplate, subject_id=plate.id,
-                                               actor=actor):
+    plate = await access_doorplate(actor, plate_code, for_change=True)
+    if not await _revoke_long(kind=CodeKind.doorplate, subject_id=plate.id, actor=actor):
         raise not_found("门牌码")
 
 
@@ -442,11 +420,8 @@ async def wxacode(*, actor: Principal, kind: CodeKind, subject: str) -> bytes:
         await _can_manage_enterprise(actor, int(subject))
         code = await IssuedCode.get_or_none(active_key=_active_key(kind, int(subject)))
     else:
-        if not actor.is_staff:
-            raise forbidden()
-        plate = await _plate(subject)
-        code = (await IssuedCode.get_or_none(active_key=_active_key(kind, plate.id))
-                if plate else None)
+        plate = await access_doorplate(actor, subject)
+        code = await IssuedCode.get_or_none(active_key=_active_key(kind, plate.id))
     if code is None:
         raise not_found("二维码")
     r = cache.redis()

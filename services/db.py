@@ -98,6 +98,15 @@ async def close_db() -> None:
     await Tortoise.close_connections()
 
 
+async def ping() -> bool:
+    """The readiness probe's question: does the database answer a trivial query now?"""
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
 def patch_sqlite_migration_comments() -> None:
     """Tortoise 1.1's SQLite schema editor splits DDL on every ";" — including one inside a
     table comment taken from a model docstring — and then fails on the fragment. Comments are

@@ -336,6 +336,7 @@ async def reply(*, actor: Principal, feedback_id: int, text: str) -> Feedback:
                   "time3": {"value": clock.local(now).strftime("%Y-%m-%d %H:%M")}},
             # One message per reply round: a retried request doesn't message twice.
             dedup_key=f"feedback_reply:{fb.id}:{fb.reopen_count}",
+            hall_code=fb.hall.code if fb.hall else "", department=fb.department,
             page=f"pages/feedback/detail?id={fb.id}", using_db=conn,
         )
     return fb

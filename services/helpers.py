@@ -233,6 +233,7 @@ async def _notify_offer(a: HelperAssignment, case: Case, *, using_db: BaseDBAsyn
         template="helper_offered",
         data={"thing1": case.title[:20], "thing2": case.department[:20], "time3": deadline},
         dedup_key=f"helper_offer:{a.id}",
+        hall_code=case.hall_code, department=case.department,
         page=f"pages/helper/offer?assignment_id={a.id}",
         action_path=f"/api/v1/helper/assignments/{a.id}/accept",
         body=f"新的帮办任务：{case.title}（{case.department}）。请在{deadline}前接单，逾时将转派他人。",
@@ -253,6 +254,7 @@ async def _notify_assigned(a: HelperAssignment, case: Case, *,
         template="helper_assigned",
         data={"thing1": case.title[:20], "name2": name[:10], "phone_number3": phone or "-"},
         dedup_key=f"helper_assigned:{a.id}",
+        hall_code=case.hall_code, department=case.department,
         page=f"pages/cases/detail?id={case.id}",
         body=f"帮办员{name}已接手您的办件“{case.title}”。{reach}"
              "也可在办件详情页与帮办员联系。",
@@ -262,7 +264,7 @@ async def _notify_assigned(a: HelperAssignment, case: Case, *,
 @dataclass
 class HelpResult:
     case: Case
-    assignment: HelperAssignment | None
+    assignment: HelperAssignment | None  # its helper loaded
 
 
 async def request_help(*, actor: Principal, case_id: int, note: str = "") -> HelpResult:
@@ -281,6 +283,8 @@ async def request_help(*, actor: Principal, case_id: int, note: str = "") -> Hel
                                action="help_requested", from_status=case.status,
                                to_status=case.status, note=note.strip()[:500])
     assignment = await assign(case_id=case.id)
+    if assignment is not None:
+        await assignment.fetch_related("helper")  # the answer names the helper
     await case.refresh_from_db()
     return HelpResult(case=case, assignment=assignment)
 
@@ -326,9 +330,16 @@ async def decline(*, actor: Principal, assignment_id: int, reason: str) -> Helpe
     return a
 
 
+@dataclass
+class TransferResult:
+    transferred: HelperAssignment  # the helper's own assignment, now ``transferred``
+    next: HelperAssignment | None  # the new offer, its helper loaded; None: nobody free yet
+
+
 async def transfer(*, actor: Principal, assignment_id: int, note: str,
-                   to_helper_user_id: int | None = None) -> HelperAssignment | None:
-    """Hand the case on; returns the new offer (None if nobody is free: the sweep retries)."""
+                   to_helper_user_id: int | None = None) -> TransferResult:
+    """Hand the case on: the old assignment as it now stands and the new offer (None if
+    nobody is free: the sweep retries)."""
     a = await _my_assignment(actor, assignment_id)
     if to_helper_user_id is not None:
         case = await Case.get(id=a.case_id)  # type: ignore[attr-defined]
@@ -338,10 +349,13 @@ async def transfer(*, actor: Principal, assignment_id: int, note: str,
         if not same_hall or to_helper_user_id == actor.user_id:
             raise AppError(ErrorCode.validation_failed, "接手人须为同一大厅在岗的帮办人员",
                            fields={"to_helper_user_id": "不可转交给该人员"})
-    await _respond(actor, assignment_id, frm=(H.offered, H.accepted), to=H.transferred,
-                   note=note)
-    return await assign(case_id=a.case_id, preferred=to_helper_user_id,  # type: ignore[attr-defined]
-                        note=note)
+    old = await _respond(actor, assignment_id, frm=(H.offered, H.accepted), to=H.transferred,
+                         note=note)
+    nxt = await assign(case_id=a.case_id, preferred=to_helper_user_id,  # type: ignore[attr-defined]
+                       note=note)
+    if nxt is not None:
+        await nxt.fetch_related("helper")  # the answer names who took it over
+    return TransferResult(transferred=old, next=nxt)
 
 
 async def expire_offers(*, now: datetime | None = None) -> int:

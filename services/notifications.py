@@ -33,8 +33,10 @@ from models.messages import Message, MessageCategory, SmsQuota
 from models.notifications import Notification, SubscriptionBalance
 from models.users import Person, User
 from services import clock, messages, outbox, pii, sms
-from services.errors import AppError, ErrorCode
+from services.auth import Principal
+from services.errors import AppError, ErrorCode, forbidden
 from services.people import P_PHONE
+from services.scope import scope_of
 from services.settings import get_settings
 from services.wechat import wechat
 
@@ -97,17 +99,21 @@ async def notify(
     *, user_id: int, template: str, data: dict[str, Any], dedup_key: str, page: str = "",
     title: str | None = None, body: str | None = None, action_path: str = "",
     relay_to: int | None = None, category: MessageCategory | None = None,
+    hall_code: str = "", department: str = "",
 ) -> Notification | None:
     """Keep and send once per ``dedup_key``. Returns the new record, or None if it was already
     handled. ``title``/``body``/``category`` override the centre's defaults for the template;
-    ``relay_to`` is the worker to tell how the notice went."""
+    ``relay_to`` is the worker to tell how the notice went. ``hall_code``/``department``: where
+    the notice's business is, for scoped figures (left out: only city-wide staff count it)."""
     kind = messages.kind_of(template)
     key = dedup_key[:191]
     text = (body or kind.render(messages.flat(data)))[:500]
     try:
         async with in_transaction():
             note = await Notification.create(user_id=user_id, template=template, dedup_key=key,
-                                             data=data, page=page, relay_to_id=relay_to)
+                                             data=data, page=page, relay_to_id=relay_to,
+                                             hall_code=hall_code[:32],
+                                             department=department[:64])
             await Message.create(user_id=user_id, category=category or kind.category,
                                  template=template,
                                  title=(title or kind.title)[:64], body=text, page=page,
@@ -205,7 +211,7 @@ async def _relay(user: User, note: Notification) -> None:
         template="on_behalf_relay",
         data={"thing1": who, "thing2": what, "thing3": how[:20]},
         dedup_key=f"{note.dedup_key}:relay"[:191],
-        page=note.page,
+        page=note.page, hall_code=note.hall_code, department=note.department,
         body=f"您为{who}代办的事项有新通知「{what}」：{(msg.body if msg else '')}。{how}。",
     )
 
@@ -322,8 +328,14 @@ class DeliveryFigures:
 MAX_FIGURE_DAYS = 92
 
 
-async def figures(*, start: date, end: date) -> list[DeliveryFigures]:
-    """Per day and template: sent, failed, skipped by reason, SMS fallbacks by outcome."""
+async def figures(*, actor: Principal, start: date, end: date) -> list[DeliveryFigures]:
+    """Per day and template: sent, failed, skipped by reason, SMS fallbacks by outcome; only
+    the notices whose business lies in the actor's scope (services/scope.py), like every
+    staff figure: a clerk's hall, an approver's department, a supervisor's region, an admin's
+    city. Notices about no hall count for the city-wide (admins, the city's supervisor, a
+    city department's approvers for their department's)."""
+    if not actor.is_staff:
+        raise forbidden()
     if end < start:
         raise AppError(ErrorCode.validation_failed, fields={"to": "结束日期不能早于开始日期"})
     if (end - start).days >= MAX_FIGURE_DAYS:
@@ -331,7 +343,9 @@ async def figures(*, start: date, end: date) -> list[DeliveryFigures]:
                        fields={"from": f"一次最多查询{MAX_FIGURE_DAYS}天"})
     lo = datetime(start.year, start.month, start.day, tzinfo=clock.SHANGHAI)
     hi = lo + timedelta(days=(end - start).days + 1)
-    rows = await Notification.filter(created_at__gte=lo, created_at__lt=hi).values_list(
+    sc = await scope_of(actor)
+    rows = await Notification.filter(sc.q(hall_code="hall_code", department="department"),
+                                      created_at__gte=lo, created_at__lt=hi).values_list(
         "created_at", "template", "status", "detail", "sms_status")
     table: dict[tuple[date, str], DeliveryFigures] = {}
     for created, template, status, detail, sms_status in rows:
@@ -357,6 +371,7 @@ async def notify_after_commit(
     *, user_id: int, template: str, data: dict[str, Any], dedup_key: str, page: str = "",
     title: str | None = None, body: str | None = None, action_path: str = "",
     relay_to: int | None = None, category: MessageCategory | None = None,
+    hall_code: str = "", department: str = "",
     using_db: BaseDBAsyncClient | None = None,
 ) -> None:
     """Promise ``notify(...)`` in the caller's transaction (pass its connection): the outbox
@@ -366,7 +381,8 @@ async def notify_after_commit(
     await outbox.add(SEND, {"user_id": user_id, "template": template, "data": data,
                             "dedup_key": dedup_key, "page": page, "title": title,
                             "body": body, "action_path": action_path, "relay_to": relay_to,
-                            "category": str(category) if category is not None else None},
+                            "category": str(category) if category is not None else None,
+                            "hall_code": hall_code, "department": department},
                      f"notify:{dedup_key}", using_db=using_db)
 
 
@@ -379,4 +395,7 @@ async def _send_promised(payload: dict[str, Any]) -> None:
                  page=str(payload.get("page", "")), title=payload.get("title"),
                  body=payload.get("body"), action_path=str(payload.get("action_path") or ""),
                  relay_to=int(relay_to) if relay_to is not None else None,
-                 category=MessageCategory(category) if category else None)
+                 category=MessageCategory(category) if category else None,
+                 # Promises written before notices carried their place have neither.
+                 hall_code=str(payload.get("hall_code") or ""),
+                 department=str(payload.get("department") or ""))

@@ -147,6 +147,14 @@ async def resolve_form(*, item_code: str | None, bundle_code: str | None) -> Res
     raise AppError(ErrorCode.form_not_found)
 
 
+async def form_of(code: str) -> ResolvedForm:
+    """The form behind one catalogue code, item or bundle (their codes don't overlap):
+    what the mini program shows before a draft exists."""
+    is_item = await ServiceItem.exists(code=code)
+    return await resolve_form(item_code=code if is_item else None,
+                              bundle_code=None if is_item else code)
+
+
 # ---------------------------------------------------------------------------------------------
 # Drafts
 

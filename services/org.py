@@ -57,6 +57,13 @@ async def region_by_code(code: str) -> Region:
     return region
 
 
+def parent_code_of(region: Region) -> str | None:
+    """The parent's code, read off the region's path ("/621000/621002/" -> "621000"): the
+    path holds every ancestor's code, so no query is needed."""
+    codes = [c for c in region.path.split("/") if c]
+    return codes[-2] if len(codes) > 1 else None
+
+
 async def list_regions(*, actor: Principal, parent_code: str | None) -> list[Region]:
     _admin(actor)
     if parent_code:

@@ -313,7 +313,9 @@ async def push_policy(policy_id: int) -> int:
             note = await notifications.notify(
                 user_id=uid, template=TEMPLATE, data=data,
                 dedup_key=f"policy:{policy.id}:user:{uid}",
-                page=f"pages/policy/detail?id={policy.id}")
+                page=f"pages/policy/detail?id={policy.id}",
+                # City-wide content: no hall; its department's approvers count it.
+                department=policy.department)
             if note is not None:
                 created += 1
     log.info("policy pushed", extra={"policy_id": policy.id, "notified": created})

@@ -58,6 +58,19 @@ class Scope:
     scanning_hall: str | None = None
     # Halls a helper serves (帮办员 memberships), for assignment; not a staff data scope.
     helper_hall_codes: frozenset[str] = frozenset()
+    # The areas served, as region paths ("/621000/621002/"): the region of each hall the
+    # person sits at and each region they supervise. For records that belong to a place
+    # rather than to a hall or a department (door plates: services/doorplate_access.py).
+    area_paths: frozenset[str] = frozenset()
+
+    def covers_area(self, region_path: str) -> bool:
+        """Whether a place in this region (path) lies in an area served. A place whose
+        region is unknown ("") is in the city, so only whoever serves a whole city has it."""
+        if self.everything:
+            return True
+        if not region_path:
+            return any(p.count("/") == 2 for p in self.area_paths)
+        return any(region_path.startswith(p) for p in self.area_paths)
 
     @property
     def is_empty(self) -> bool:
@@ -197,7 +210,7 @@ async def _halls_under(region: Region) -> list[tuple[int, str]]:
 
 async def _load(actor: Principal) -> Scope:
     rows = await Membership.filter(user_id=actor.user_id).select_related(
-        "hall", "department__region", "region").order_by("id")
+        "hall__region", "department__region", "region").order_by("id")
     staff = actor.has(Role.staff)
     helper_codes = {m.hall.code for m in rows if m.position is Position.helper and m.hall}
     staff_rows = [m for m in rows if m.position in STAFF_POSITIONS] if staff else []
@@ -211,6 +224,7 @@ async def _load(actor: Principal) -> Scope:
     managed: set[int] = set()
     hallless = False
     grants: list[DepartmentGrant] = []
+    areas: set[str] = set()
     scanning: str | None = None
     for m in sorted(staff_rows, key=lambda m: (m.position is not Position.clerk, m.id)):
         if m.position in HALL_POSITIONS and m.hall is not None:
@@ -219,12 +233,15 @@ async def _load(actor: Principal) -> Scope:
             scanning = scanning or m.hall.code
             if m.position is Position.hall_manager:
                 managed.add(m.hall.id)
+            if m.hall.region is not None:
+                areas.add(m.hall.region.path)
         elif m.position is Position.supervisor and m.region is not None:
             under = await _halls_under(m.region)
             ids.update(i for i, _ in under)
             codes.update(c for _, c in under)
             managed.update(i for i, _ in under)
             hallless = hallless or m.region.level is RegionLevel.city
+            areas.add(m.region.path)
         elif m.position is Position.approver and m.department is not None:
             region = m.department.region
             under = await _halls_under(region)
@@ -234,7 +251,8 @@ async def _load(actor: Principal) -> Scope:
                 hallless=region.level is RegionLevel.city))
     return Scope(hall_ids=frozenset(ids), hall_codes=frozenset(codes), hallless=hallless,
                  departments=tuple(grants), managed_hall_ids=frozenset(managed),
-                 scanning_hall=scanning, helper_hall_codes=frozenset(helper_codes))
+                 scanning_hall=scanning, helper_hall_codes=frozenset(helper_codes),
+                 area_paths=frozenset(areas))
 
 
 async def hall_in_scope(actor: Principal, hall_code: str, *, for_change: bool = False) -> Hall:

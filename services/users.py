@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models.enterprises import EnterpriseAgent
+from models.enterprises import Enterprise, EnterpriseAgent
 from models.users import Role, User, UserRole
 from services import helpers, onbehalf
 from services.auth import Principal, publish_roles_change
@@ -21,6 +21,30 @@ async def get_user(user_id: int) -> User:
     if user is None:
         raise not_found("用户")
     return user
+
+
+async def enterprises_represented(user_id: int) -> list[Enterprise]:
+    """The enterprises this account acts for as 经办人 (shown on its own profile)."""
+    agencies = await EnterpriseAgent.filter(user_id=user_id).select_related(
+        "enterprise").order_by("id")
+    return [a.enterprise for a in agencies]
+
+
+async def list_users(*, actor: Principal, role: Role | None = None, cursor: int | None = None,
+                     limit: int = 20) -> list[User]:
+    """Accounts, newest first, with person and roles loaded, for staff. City-wide on purpose:
+    the list shows masked data only (docs/organisation.md); unmasking goes through
+    ``people.reveal``, which is scoped and audited. Returns up to ``limit + 1`` rows; the
+    extra one tells the caller another page exists."""
+    if not actor.is_staff:
+        raise forbidden()
+    qs = User.all().select_related("person").prefetch_related("roles").order_by("-id")
+    if cursor:
+        qs = qs.filter(id__lt=cursor)
+    if role is not None and role is not Role.resident:
+        # Residents hold no stored role row: everyone is one, so the filter would be empty.
+        qs = qs.filter(roles__role=role)
+    return await qs.limit(limit + 1)
 
 
 def _grantable(role: str) -> Role:

@@ -33,6 +33,12 @@ async def join(*, actor: Principal, slot_id: int, item_code: str,
     # A place may have come free between the check above and the insert.
     await appointments.offer_waitlist(slot_id=slot.id)
     await entry.refresh_from_db()
+    return await _loaded(entry)
+
+
+async def _loaded(entry: WaitlistEntry) -> WaitlistEntry:
+    """What every answer about an entry shows: the slot, its hall and the person (masked)."""
+    await entry.fetch_related("slot", "slot__hall", "person")
     return entry
 
 
@@ -52,7 +58,7 @@ async def leave(*, actor: Principal, entry_id: int) -> WaitlistEntry:
     if not left:
         raise AppError(ErrorCode.conflict, "该候补已结束，无法退出")
     await entry.refresh_from_db()
-    return entry
+    return await _loaded(entry)
 
 
 async def list_mine(*, actor: Principal) -> list[WaitlistEntry]:

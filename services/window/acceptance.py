@@ -203,6 +203,7 @@ async def _alert_one(row: ToleratedMaterial) -> bool:
                       "status": "容缺材料已逾期",
                       "note": f"请尽快补交{row.material}"[:20]},
                 dedup_key=f"case:{row.case.id}:tolerated:{row.id}:late",
+                hall_code=row.case.hall_code, department=row.case.department,
                 page=f"pages/cases/detail?id={row.case.id}",
             )
     return True

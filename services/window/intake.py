@@ -37,6 +37,11 @@ async def adopt_walk_ins(user_id: int, *, case_id: int | None = None) -> bool:
     return bool(await q.update(applicant_id=user_id))
 
 
+async def opened_at_window(case_id: int) -> bool:
+    """Whether the case was opened at a window for a walk-in (not applied for online)."""
+    return await WalkIn.exists(case_id=case_id)
+
+
 async def _verified_account(person: Person) -> int | None:
     user = await User.get_or_none(person_id=person.id, is_active=True)
     return user.id if user is not None and verification.is_verified(user) else None

@@ -55,6 +55,11 @@ async def test_regions_and_departments(api: Any) -> None:
                          "parent_code": "621002"}
     kids = (await admin.get(f"{A}/regions", params={"parent": "621002"})).json["regions"]
     assert "621002004" in [r["code"] for r in kids]
+    assert {r["parent_code"] for r in kids} == {"621002"}
+    parents = {r["code"]: r["parent_code"]
+               for r in (await admin.get(f"{A}/regions")).json["regions"]}
+    assert parents["621000"] is None and parents["621002"] == "621000"
+    assert parents["621002001001"] == "621002001"
     for body, field in (
         ({"code": "621002004", "name": "x", "level": "township", "parent_code": "621002"},
          "code"),  # exists

@@ -21,11 +21,13 @@ from models.cases import (
     HelperProfile,
     SupplementRequest,
 )
+from models.codes import IssuedCode
 from models.feedback import Feedback
+from models.notifications import Notification
 from models.org import Position
 from models.ratings import RectificationTask
 from models.users import Person, Role
-from services import clock, helpers, people, seed
+from services import clock, helpers, outbox, people, seed
 from tests.api.test_map_api import HALL_BODY
 
 ZHANG = ("张建国", "621002194103050316")
@@ -295,3 +297,104 @@ async def test_helper_profiles_by_hall_and_several_halls(api: Any) -> None:
     await HelperProfile.filter(user_id=qc_helper.user_id).update(on_duty=False)
     again = await li.post(f"/api/v1/cases/{cid2}/help", json={"note": "行动不便"})
     assert again.json["helper"]["helper_user_id"] == both.user_id, again.text
+
+
+async def _plates_issued(*codes: str) -> set[str]:
+    rows = await IssuedCode.filter(doorplate__code__in=codes, active_key__not_isnull=True) \
+        .values_list("doorplate__code", flat=True)
+    return {str(c) for c in rows}
+
+
+async def test_door_plates_only_in_the_area_served(api: Any) -> None:
+    """The four door-plate staff routes act only on plates in the area the actor serves:
+    the county of a county hall, the street of a street's hall, the supervised region."""
+    w = await _world(api)
+    beijie = await api.login("beijie-clerk", hall="H-XF-101")  # 北街街道便民服务中心
+    batch, sheet = "/api/v1/codes/doorplates/batch", "/api/v1/codes/doorplates/sheet"
+    # A resident is refused outright on every route, whatever the plate.
+    for resp in (await w.zhang.post(batch, json={"plate_codes": ["D-XF-0001"]}),
+                 await w.zhang.get(sheet, params={"plate_codes": ["D-XF-0001"]}),
+                 await w.zhang.get("/api/v1/codes/doorplates/D-XF-0001/wxacode"),
+                 await w.zhang.delete("/api/v1/codes/doorplates/D-XF-0001")):
+        assert resp.status == 403, resp.text
+    # 庆城县's clerk can't issue 西峰区's plates: one foreign plate fails the whole batch,
+    # named like a missing one, and nothing is issued (not even the clerk's own plate).
+    mixed = await w.qc.post(batch, json={"plate_codes": ["D-QC-0001", "D-XF-0004"]})
+    assert mixed.status == 404, mixed.text
+    assert mixed.json["error"]["fields"] == {"plate_codes": "D-XF-0004"}
+    assert await _plates_issued("D-QC-0001", "D-XF-0004") == set()
+    # Approvers serve a department, not a place: no plates.
+    assert (await w.mz.post(batch, json={"plate_codes": ["D-XF-0001"]})).status == 404
+    # A street's hall: its street's plates only (D-XF-0003 is on 南街街道).
+    assert (await beijie.post(batch, json={"plate_codes": ["D-XF-0003"]})).status == 404
+    own = await beijie.post(batch, json={"plate_codes": ["D-XF-0001", "D-XF-0002"]})
+    assert own.status == 200, own.text
+    # The county hall's clerk has the whole county, the supervisor their region.
+    made = await w.xf.post(batch, json={"plate_codes": ["D-XF-0003", "D-XF-0004"]})
+    assert made.status == 200, made.text
+    assert (await w.sup.post(batch, json={"plate_codes": ["D-XF-0001"]})).status == 200
+    assert (await w.qc.post(batch, json={"plate_codes": ["D-QC-0001"]})).status == 200
+    assert await _plates_issued("D-XF-0001", "D-XF-0002", "D-XF-0003", "D-XF-0004",
+                                "D-QC-0001") == {"D-XF-0001", "D-XF-0002", "D-XF-0003",
+                                                 "D-XF-0004", "D-QC-0001"}
+    # Printing: the same area.
+    for who, plate, status in ((w.qc, "D-XF-0001", 404), (beijie, "D-XF-0003", 404),
+                               (w.ga, "D-XF-0001", 404), (w.xf, "D-XF-0001", 200),
+                               (beijie, "D-XF-0002", 200), (w.sup, "D-XF-0004", 200),
+                               (w.qc, "D-QC-0001", 200), (w.admin, "D-XF-0001", 200)):
+        resp = await who.get(sheet, params={"plate_codes": [plate]})
+        assert resp.status == status, (plate, resp.text)
+    out = await w.qc.get(sheet, params={"plate_codes": ["D-QC-0001", "D-XF-0001"]})
+    assert out.status == 404 and out.json["error"]["fields"] == {"plate_codes": "D-XF-0001"}
+    # The mini-program code of another area's plate doesn't exist for them.
+    for who, plate, status in ((w.qc, "D-XF-0001", 404), (beijie, "D-XF-0003", 404),
+                               (w.xf, "D-QC-0001", 404), (w.xf, "D-XF-0001", 200),
+                               (w.admin, "D-QC-0001", 200)):
+        resp = await who.get(f"/api/v1/codes/doorplates/{plate}/wxacode")
+        assert resp.status == status, (plate, resp.text)
+    # Revoking another area's plate: 404, and its code stays active.
+    for who, plate in ((w.qc, "D-XF-0001"), (beijie, "D-XF-0003"), (w.sup, "D-QC-0001"),
+                       (w.mz, "D-XF-0002")):
+        resp = await who.delete(f"/api/v1/codes/doorplates/{plate}")
+        assert resp.status == 404, resp.text
+    assert await _plates_issued("D-XF-0001", "D-XF-0002", "D-XF-0003", "D-QC-0001") == {
+        "D-XF-0001", "D-XF-0002", "D-XF-0003", "D-QC-0001"}
+    assert (await beijie.delete("/api/v1/codes/doorplates/D-XF-0001")).status == 200
+    assert (await w.admin.delete("/api/v1/codes/doorplates/D-QC-0001")).status == 200
+    assert await _plates_issued("D-XF-0001", "D-QC-0001") == set()
+
+
+async def test_delivery_figures_count_only_what_is_in_scope(api: Any) -> None:
+    """GET /admin/notifications/figures counts the notices whose business (case, appointment)
+    lies in the caller's scope, like /admin/stats: another hall's staff see none of them."""
+    w = await _world(api)
+    a = await _open(w.zhang, XF)
+    b = await _open(w.li, QC)
+    for who, cid in ((w.xf, a), (w.qc, b)):
+        moved = await who.post(f"/api/v1/cases/{cid}/transitions", json={"action": "accept"})
+        assert moved.status == 200, moved.text
+    await _book(w.zhang, XF)  # an appointment notice: the hall's, no department
+    await outbox.dispatch_due()
+    # The real flows stamped each notice with its place.
+    at_xf = await Notification.filter(hall_code=XF).count()
+    at_qc = await Notification.filter(hall_code=QC).count()
+    appt_at_xf = await Notification.filter(hall_code=XF, department="").count()
+    assert at_xf > appt_at_xf > 0 and at_qc > 0
+    everything = await Notification.all().count()
+
+    async def seen(s: Any) -> tuple[int, set[str]]:
+        resp = await s.get("/api/v1/admin/notifications/figures")
+        assert resp.status == 200, resp.text
+        rows = resp.json["rows"]
+        return sum(r["total"] for r in rows), {r["template"] for r in rows}
+
+    xf_total, xf_templates = await seen(w.xf)
+    assert xf_total == at_xf and "appointment_booked" in xf_templates
+    qc_total, qc_templates = await seen(w.qc)
+    assert qc_total == at_qc and "appointment_booked" not in qc_templates
+    assert (await seen(w.sup))[0] == at_xf  # 西峰区 and below
+    # 市民政局 (a city department): its cases' notices at every hall, not the appointment's.
+    assert (await seen(w.mz))[0] == at_xf - appt_at_xf + at_qc
+    assert (await seen(w.ga)) == (0, set())
+    assert (await seen(w.admin))[0] == everything
+    assert (await w.zhang.get("/api/v1/admin/notifications/figures")).status == 403

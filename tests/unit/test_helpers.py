@@ -120,10 +120,14 @@ async def test_transfer_with_a_note(world: World) -> None:
         await profile(far, hall="H-QC-000")
         await helpers.transfer(actor=world.helper, assignment_id=a.id, note="换人",
                                to_helper_user_id=far.user_id)
-    nxt = await helpers.transfer(actor=world.helper, assignment_id=a.id, note="需要懂养老政策的",
-                                 to_helper_user_id=world.helper2.user_id)
+    moved = await helpers.transfer(actor=world.helper, assignment_id=a.id,
+                                   note="需要懂养老政策的",
+                                   to_helper_user_id=world.helper2.user_id)
+    nxt = moved.next
     assert nxt is not None and nxt.helper_id == world.helper2.user_id
+    assert nxt.helper.nickname is not None  # loaded for the answer
     old = await HelperAssignment.get(id=a.id)
+    assert moved.transferred.id == a.id and moved.transferred.status == old.status
     assert old.status == "transferred" and old.note == "需要懂养老政策的"
     assert old.active_case_id is None
 

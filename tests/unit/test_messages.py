@@ -8,15 +8,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tortoise.transactions import in_transaction
 
 from models.messages import Message, SmsQuota
 from models.notifications import Notification
-from models.users import IdentityLevel, User
-from services import clock, notifications, people, sms
+from models.users import IdentityLevel, Role, User, UserRole
+from services import clock, notifications, outbox, people, scope, seed, sms
+from services.auth import Principal
 from services.errors import AppError, ErrorCode
 from services.settings import get_settings
+from tests.conftest import grant_position
 
 PHONE = "13800001234"
+
+
+@pytest.fixture
+def production_scope() -> Iterator[None]:
+    """As production runs: staff see what their memberships give them, nothing else."""
+    scope.unassigned_staff_scope = scope.NOTHING
+    yield
 
 
 @pytest.fixture
@@ -179,9 +189,12 @@ async def test_worker_is_told_how_each_notice_went(fake_wechat: Any,
     resident = await _user(fake_wechat, "old")
     await User.filter(id=resident.id).update(person_id=person.id, identity_level=IdentityLevel.face)
     resident = await User.get(id=resident.id)
-    await _notice(resident, "appointment_booked", "appt:9:booked", relay_to=worker.id)
+    await _notice(resident, "appointment_booked", "appt:9:booked", relay_to=worker.id,
+                  hall_code="H-XF-000")
     relay = await Message.get(user_id=worker.id)
     assert relay.dedup_key == "appt:9:booked:relay" and relay.title == "代办对象通知情况"
+    # The relay is about the same appointment: it counts in the same hall's figures.
+    assert (await Notification.get(dedup_key="appt:9:booked:relay")).hall_code == "H-XF-000"
     assert "*建国" in relay.body and "已短信告知本人" in relay.body
     assert "张建国" not in relay.body
     # Without a phone and without WeChat, the worker is asked to tell them in person.
@@ -202,14 +215,58 @@ async def test_figures_by_template_and_day(fake_wechat: Any, sms_box: sms.Record
     await _notice(user, "case_supplement", "c:3")
     await _notice(user, "policy_published", "p:1")
     today = clock.today()
-    rows = {r.template: r for r in await notifications.figures(start=today, end=today)}
+    admin = Principal(user.id, frozenset({"resident", "admin"}))
+    rows = {r.template: r for r in await notifications.figures(actor=admin, start=today,
+                                                                end=today)}
     assert rows["case_status"].sent == 1 and rows["case_status"].sms == {}
     sup = rows["case_supplement"]
     assert (sup.total, sup.skipped, sup.sms) == (2, {"not_subscribed": 2},
                                                  {"sent": 1, "limited": 1})
     assert rows["policy_published"].skipped == {"not_subscribed": 1}
     with pytest.raises(AppError):
-        await notifications.figures(start=today, end=today.replace(year=today.year - 1))
+        await notifications.figures(actor=admin, start=today,
+                                    end=today.replace(year=today.year - 1))
+
+
+async def test_figures_follow_the_notices_place(fake_wechat: Any,
+                                                production_scope: None) -> None:
+    """Each notice counts for the staff whose scope covers its hall and department; a notice
+    promised through the outbox keeps its place on the way."""
+    await seed.run()
+    user = await _user(fake_wechat, "lee")
+    await _notice(user, "case_status", "k:1", hall_code="H-XF-000", department="市民政局")
+    await _notice(user, "appointment_booked", "k:2", hall_code="H-XF-101")
+    await _notice(user, "policy_published", "k:3", department="市民政局")  # no hall
+    await _notice(user, "identity_moved", "k:4")  # no hall, no department
+    async with in_transaction() as conn:
+        await notifications.notify_after_commit(
+            user_id=user.id, template="case_status", data=DATA, dedup_key="k:5",
+            hall_code="H-QC-000", department="市公安局", using_db=conn)
+    await outbox.dispatch_due()
+    assert (await Notification.get(dedup_key="k:5")).hall_code == "H-QC-000"
+
+    async def keys(who: Principal) -> int:
+        today = clock.today()
+        return sum(r.total for r in await notifications.figures(actor=who, start=today,
+                                                                 end=today))
+
+    async def member(name: str, **unit: str) -> Principal:
+        u = await User.create(openid=f"openid-{name}")
+        await UserRole.create(user=u, role=Role.staff)
+        await grant_position(u.id, **unit)
+        return Principal(u.id, frozenset({"resident", "staff"}))
+
+    assert await keys(await member("xf", hall="H-XF-000")) == 1
+    assert await keys(await member("qc", hall="H-QC-000")) == 1
+    assert await keys(await member("sup", region="621002")) == 2  # the county and its street
+    assert await keys(await member("city-sup", region="621000")) == 5
+    assert await keys(await member("mz", department="市民政局")) == 2  # its case, its policy
+    assert await keys(await member("nobody")) == 0
+    assert await keys(Principal(user.id, frozenset({"resident", "admin"}))) == 5
+    with pytest.raises(AppError) as denied:
+        await notifications.figures(actor=Principal(user.id, frozenset({"resident"})),
+                                    start=clock.today(), end=clock.today())
+    assert denied.value.code is ErrorCode.forbidden
 
 
 async def test_settings_say_what_will_and_wont_arrive(fake_wechat: Any) -> None:
