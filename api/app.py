@@ -171,6 +171,8 @@ def create_app(
             app.ctx.stop_jobs = asyncio.Event()
             app.ctx.jobs_task = None
             if settings.run_background_jobs:
+                # Every module's jobs, not only those the blueprints happened to import.
+                jobs.load_registrations()
                 app.ctx.jobs_task = asyncio.create_task(jobs.worker_loop(app.ctx.stop_jobs))
 
         @app.before_server_stop

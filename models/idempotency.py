@@ -24,3 +24,5 @@ class IdempotencyRecord(Model):
     class Meta:
         table = "idempotency_records"
         unique_together = (("user_id", "key"),)
+        # The retention sweep (services/housekeeping.py) deletes by age.
+        indexes = (("created_at",),)

@@ -11,8 +11,9 @@ from tortoise.models import Model
 class OutboxMessage(Model):
     """One effect to deliver after the transaction that wrote it commits (a subscribe message,
     a policy push, a reminder). ``dedup_key`` is unique: writing the same effect twice (a
-    double-clicked publish, two sweeps) records it once. Delivered rows stay as the record of
-    what went out; the dispatcher reads only the undelivered ones (status, available_at)."""
+    double-clicked publish, two sweeps) records it once. Delivered rows stay for a while as the
+    record of what went out (``outbox_keep_days``, services/housekeeping.py); the dispatcher
+    reads only the undelivered ones (status, available_at)."""
 
     id = fields.BigIntField(primary_key=True)
     kind = fields.CharField(max_length=64)

@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     idempotency_lease_seconds: float = 30.0
     # How often each worker looks at the outbox table when nothing wakes it.
     outbox_poll_seconds: float = 1.0
+    # Retention (services/housekeeping.py): delivered outbox rows are the record of what went
+    # out for this long; a retried write with an Idempotency-Key is answered from the stored
+    # reply for this long (a day, as payment APIs keep theirs), then runs afresh.
+    outbox_keep_days: int = 30
+    idempotency_keep_hours: int = 24
     # Where each worker journals the scan-log lines it promised (services/scanjournal.py).
     scan_journal_dir: str = "var/scanlog"
 
