@@ -315,7 +315,7 @@ async def book(
         raise AppError(ErrorCode.slot_full)
     await _item_for(slot, item_code)
     by_worker = on_behalf_of is not None
-    resident_id = actor.user_id if not by_worker else await _account_of(person_id or 0)
+    resident_id = await _account_of(person_id) if person_id is not None else actor.user_id
 
     async def attempt() -> tuple[Appointment, Person]:
         async with in_transaction() as conn:
