@@ -1,4 +1,4 @@
-"""Operator commands: ``python manage.py migrate | seed | bootstrap-admin OPENID``
+"""Operator commands: ``python manage.py migrate | seed | jobs | bootstrap-admin OPENID``
 (and ``check-migrations``, CI's drift guard).
 
 Migrations are Tortoise's own (``migrations/``); see docs/migrations.md for why not aerich.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 
 from tortoise import Tortoise
@@ -68,6 +69,42 @@ async def seed() -> None:
         await db.close_db()
 
 
+async def run_jobs() -> int:
+    """The background work — outbox deliveries, queued jobs, sweeps — in a process of its own, so
+    its CPU stays off the serving event loops (serving workers then run with
+    ``XQ_RUN_BACKGROUND_JOBS=false``; docs/foundation.md "Jobs"). Any number may run: the
+    outbox's row claims and Redis' leases and tick claims keep each piece of work to one taker.
+    SIGTERM/SIGINT finish the step in hand and stop."""
+    from api import observability
+    from api.app import build_wechat
+    from services import cache, jobs, wechat
+
+    settings = get_settings()
+    if settings.redis_url.startswith("memory://"):
+        # The embedded Redis lives inside one process: a job process would wait on a queue
+        # nobody else can see. The embedded default runs its jobs in the server (make run).
+        print("refused: `jobs` needs a shared Redis (XQ_REDIS_URL); the embedded default "
+              "runs background jobs inside the server", file=sys.stderr)
+        return 78
+    observability.configure_logging()
+    jobs.load_registrations()
+    # The composition root's gateway, so a notice sent from here goes where the server's would.
+    gateway, _platform = build_wechat(settings)
+    wechat.configure(gateway)
+    await db.open_db(settings)
+    await cache.open_cache(settings.redis_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await jobs.worker_loop(stop)
+    finally:
+        await cache.close_cache()
+        await db.close_db()
+    return 0
+
+
 async def bootstrap_admin(openid: str) -> None:
     from services import users
 
@@ -85,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply migrations to XQ_DATABASE_URL")
     sub.add_parser("check-migrations", help="fail if models and migrations disagree")
     sub.add_parser("seed", help="load the demo data (idempotent)")
+    sub.add_parser("jobs", help="run background work (outbox, queue, sweeps) in this process")
     boot = sub.add_parser("bootstrap-admin", help="make the account with this openid an admin")
     boot.add_argument("openid")
     args = parser.parse_args(argv)
@@ -103,6 +141,8 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(check_migrations())
     elif args.command == "seed":
         asyncio.run(seed())
+    elif args.command == "jobs":
+        return asyncio.run(run_jobs())
     elif args.command == "bootstrap-admin":
         asyncio.run(bootstrap_admin(args.openid))
     return 0

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
+import pkgutil
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -205,3 +207,13 @@ async def worker_loop(stop: asyncio.Event, *, poll_seconds: float | None = None)
         listener.cancel()
         with contextlib.suppress(BaseException):
             await listener
+
+
+def load_registrations() -> None:
+    """Import every module under ``services`` so each ``@handler``/``@periodic``/``@local`` has
+    registered. A Sanic worker imports them all through its blueprints; a job process serves no
+    routes and would otherwise know only the jobs of the modules it happened to import."""
+    import services
+
+    for module in pkgutil.walk_packages(services.__path__, "services."):
+        importlib.import_module(module.name)
