@@ -89,7 +89,7 @@ async def seed(appid: str) -> None:
                 await EnterpriseAgent.get_or_create(enterprise=ent, user=user)
         if code == GRID_WORKER:
             # 一码通: the demo community worker looks after the 长庆社区 grid (plate D-XF-0001).
-            from services.codes import assign_grid_worker
+            from services.onbehalf import assign_grid_worker
 
             await assign_grid_worker(user_id=user.id, **GRID)
         from services.helpers import DEMO_PROFILES, ensure_profile

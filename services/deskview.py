@@ -10,7 +10,7 @@ fill racing a write carries the old generation and is never served — no locks,
 a stale view outlives the write. A process that dies between commit and bump leaves a stale
 view for at most ``DESK_TTL``; the day in the key retires yesterday's "today" at midnight.
 
-The scan itself reads both keys inside its Lua script (services/codes.py); this module owns
+The scan itself reads both keys inside its Lua script (services/codes/scan.py); this module owns
 the keys, the database read and the bump the writers call.
 """
 

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from models.codes import DoorPlate, ElectronicLicence, Household
 from models.enterprises import Enterprise
 from models.users import Person
-from services import codes, fonts, people
+from services import fonts, licences, people
 from services.codes import IssuedQr
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ async def seed_codes(data: dict[str, Any]) -> None:
         for lic in lics:
             if await ElectronicLicence.exists(person_id=person.id, kind=lic["kind"]):
                 continue
-            await codes.grant_licence(
+            await licences.grant_licence(
                 person_id=person.id, kind=lic["kind"], title=lic["title"],
                 number_masked=lic["number_masked"], issuer=lic["issuer"],
                 issued_on=date.fromisoformat(lic["issued_on"]),
@@ -123,7 +123,7 @@ async def seed_codes(data: dict[str, Any]) -> None:
             if await ElectronicLicence.exists(enterprise_id=ent.id, kind=lic["kind"]):
                 continue
             number = ent.uscc if lic["kind"] == "business_licence" else f"{ent.uscc[:8]}****"
-            await codes.grant_licence(
+            await licences.grant_licence(
                 enterprise_id=ent.id, kind=lic["kind"], title=lic["title"],
                 number_masked=number, issuer=lic["issuer"],
                 issued_on=date.fromisoformat(lic["issued_on"]),

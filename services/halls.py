@@ -11,7 +11,6 @@ within a city; absolute positions are never converted.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +20,7 @@ from typing import Any, Literal
 from tortoise.transactions import in_transaction
 
 from models.catalogue import Hall, HallLevel, ServiceItem, ServicePoint, Window
-from services import cache, clock, guide
+from services import cache, clock, geo, guide
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.scope import hall_in_scope
@@ -31,8 +30,6 @@ log = logging.getLogger(__name__)
 
 GEO_KEY = "map:geo"
 GEO_TOKEN_KEY = "map:geo:token"  # noqa: S105 - a Redis key, not a secret
-# Redis's own earth radius (geohelper.c), so the fallback's distances equal Redis's.
-EARTH_RADIUS_M = 6372797.560856
 
 
 class PlaceKind(StrEnum):
@@ -221,13 +218,6 @@ async def _geo_current() -> None:
         await rebuild_geo()
 
 
-def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lng2 - lng1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
 async def _nearby_redis(lat: float, lng: float, radius_km: float) -> list[tuple[str, float]]:
     await _geo_current()
     rows = await cache.redis().geosearch(GEO_KEY, longitude=lng, latitude=lat, radius=radius_km,
@@ -239,9 +229,9 @@ async def _nearby_redis(lat: float, lng: float, radius_km: float) -> list[tuple[
 async def _nearby_db(lat: float, lng: float, radius_km: float) -> list[tuple[str, float]]:
     out: list[tuple[str, float]] = []
     for h in await Hall.filter(is_active=True).values("code", "lat", "lng"):
-        out.append((f"h:{h['code']}", haversine_m(lat, lng, h["lat"], h["lng"])))
+        out.append((f"h:{h['code']}", geo.distance_m(lat, lng, h["lat"], h["lng"])))
     for p in await ServicePoint.filter(is_active=True).values("code", "lat", "lng"):
-        out.append((f"p:{p['code']}", haversine_m(lat, lng, p["lat"], p["lng"])))
+        out.append((f"p:{p['code']}", geo.distance_m(lat, lng, p["lat"], p["lng"])))
     return sorted((m for m in out if m[1] <= radius_km * 1000), key=lambda m: (m[1], m[0]))
 
 

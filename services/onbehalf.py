@@ -176,9 +176,21 @@ async def assign_grid(*, actor: Principal, user_id: int, county: str, community:
     if not await DoorPlate.exists(county=county, community=community):
         raise AppError(ErrorCode.validation_failed, "该社区尚无门楼牌，无法划分网格",
                        fields={"community": "该区县下没有此社区的门楼牌"})
-    return await codes.assign_grid_worker(user_id=user_id, county=county, community=community,
-                                          contact_name=contact_name.strip(),
-                                          contact_phone=contact_phone.strip())
+    return await assign_grid_worker(user_id=user_id, county=county, community=community,
+                                    contact_name=contact_name.strip(),
+                                    contact_phone=contact_phone.strip())
+
+
+async def assign_grid_worker(*, user_id: int, county: str, community: str,
+                             contact_name: str, contact_phone: str) -> GridAssignment:
+    """Record (or renew) a worker's grid, unchecked: the admin route's checks are in
+    ``assign_grid``; the demo seed and tests call this directly."""
+    grid, _ = await GridAssignment.update_or_create(
+        user_id=user_id, county=county, community=community,
+        defaults={"contact_name": contact_name, "contact_phone": contact_phone,
+                  "is_active": True})
+    await _invalidate_plates(county, community)
+    return grid
 
 
 async def end_grid(*, actor: Principal, assignment_id: int) -> GridAssignment:

@@ -92,15 +92,32 @@ def person_matches(criteria: dict[str, Any], *, age: int, tags: Sequence[str]) -
 
 
 def enterprise_matches(criteria: dict[str, Any], ent: Enterprise) -> bool:
-    for key, value in (("size", ent.size), ("industry", ent.industry), ("county", ent.county)):
-        wanted = criteria.get(key) or []
-        if wanted and value not in wanted:
+    """Every condition given must hold: the one rule for "this enterprise policy fits", used by
+    the push, "for me" and an enterprise code's scan by its agent (services/codes/scan.py).
+
+    A list matches any of its values, a bare value reads as a one-item list (never as a
+    substring: "西峰" is not "西峰区"), and an empty one is no condition — as
+    ``parse_criteria`` stores criteria. A key we don't know is a rule we can't evaluate, so
+    the policy is not claimed to match."""
+    facts = {"size": ent.size, "industry": ent.industry, "county": ent.county}
+    for key, wanted in criteria.items():
+        if wanted is None or wanted == [] or wanted == "":
+            continue
+        listed = wanted if isinstance(wanted, list) else [wanted]
+        if key in facts:
+            if facts[key] not in listed:
+                return False
+        elif key == "tags":
+            if not set(listed) <= set(ent.tags or []):
+                return False
+        elif key == "max_layoff_rate":
+            # An unknown layoff rate doesn't qualify: better to miss a push than promise a
+            # refund.
+            if ent.layoff_rate is None or ent.layoff_rate > float(wanted):
+                return False
+        else:
             return False
-    if not set(criteria.get("tags", [])) <= set(ent.tags or []):
-        return False
-    cap = criteria.get("max_layoff_rate")
-    # An unknown layoff rate doesn't qualify: better to miss a push than promise a refund.
-    return cap is None or (ent.layoff_rate is not None and ent.layoff_rate <= cap)
+    return True
 
 
 # --- staff ----------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from models.appointments import Appointment
 from models.codes import DoorPlate, Household
 from models.users import Role
 from services import clock, people
-from services.codes import assign_grid_worker
 from services.errors import ErrorCode
+from services.onbehalf import assign_grid_worker
 from services.settings import get_settings
 from tests.unit.test_appointments_common import catalogue
 

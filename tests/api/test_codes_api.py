@@ -172,7 +172,7 @@ async def test_doorplate_batch_sheet_and_views(api: Api, fake_wechat: Any) -> No
     resident = await api.login("resident-1")
     worker = await api.login("worker-1", Role.community_worker)
     from miniprogram_stub.demo_accounts import GRID
-    from services.codes import assign_grid_worker
+    from services.onbehalf import assign_grid_worker
 
     await assign_grid_worker(user_id=worker.user_id, **GRID)
     plates = ["D-XF-0001", "D-XF-0002", "D-XF-0003"]

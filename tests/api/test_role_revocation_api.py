@@ -14,7 +14,7 @@ from models.codes import GridAssignment
 from models.enterprises import Enterprise, EnterpriseAgent
 from models.users import Role, UserRole
 from services import auth, cache, seed, users
-from services.codes import assign_grid_worker
+from services.onbehalf import assign_grid_worker
 from tests.api.test_cases_api import LI, ZHANG, _resident
 from tests.conftest import Api
 from tests.unit.test_codes import AGENT_USCC

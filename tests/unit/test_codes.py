@@ -17,9 +17,10 @@ from models.catalogue import Hall
 from models.codes import DoorPlate, IssuedCode, ScanLog
 from models.enterprises import Enterprise, EnterpriseAgent
 from models.users import IdentityLevel, Person, Role, User
-from services import cache, clock, codes, doorplates, fonts, people
+from services import cache, clock, codes, doorplates, fonts, geo, onbehalf, people
 from services import seed as seed_service
 from services.auth import Principal
+from services.codes import views
 from services.errors import AppError, ErrorCode
 from services.identity import InvalidCreditCode, InvalidIdNumber, validate_id_number, validate_uscc
 from services.settings import get_settings
@@ -271,17 +272,17 @@ async def test_a_fill_from_a_stale_read_never_overrides_a_revocation(
     ent = await Enterprise.get(uscc=AGENT_USCC)
     qr = await codes.issue_enterprise_code(actor=staff, enterprise_id=ent.id)
     await cache.redis().flushdb()  # the next scan reads the database
-    read_from_db = codes._load_long
+    read_from_db = views.load_long
 
     async def read_then_revoked(token: str) -> dict[str, Any]:
         data = await read_from_db(token)  # still active when read...
         await codes.revoke_enterprise_code(actor=staff, enterprise_id=ent.id)  # ...not now
         return data
 
-    monkeypatch.setattr(codes, "_load_long", read_then_revoked)
+    monkeypatch.setattr(views, "load_long", read_then_revoked)
     resident = await user("resident")
     await expect_error(ErrorCode.code_revoked, codes.scan(actor=resident, content=qr.content))
-    monkeypatch.setattr(codes, "_load_long", read_from_db)
+    monkeypatch.setattr(views, "load_long", read_from_db)
     await expect_error(ErrorCode.code_revoked, codes.scan(actor=resident, content=qr.content))
 
 
@@ -304,11 +305,11 @@ async def test_door_plate_views_by_scanner() -> None:
     staff = await user("staff", Role.staff)
     [(_, qr, _)] = await codes.issue_doorplate_codes(actor=staff, plate_codes=["D-XF-0001"])
     worker = await user("worker", Role.community_worker)
-    await codes.assign_grid_worker(user_id=worker.user_id, **GRID)
+    await onbehalf.assign_grid_worker(user_id=worker.user_id, **GRID)
     other_worker = await user("other-worker", Role.community_worker)
-    await codes.assign_grid_worker(user_id=other_worker.user_id, county="西峰区",
-                                   community="南苑社区", contact_name="南苑网格员",
-                                   contact_phone="0934-8200000")
+    await onbehalf.assign_grid_worker(user_id=other_worker.user_id, county="西峰区",
+                                      community="南苑社区", contact_name="南苑网格员",
+                                      contact_phone="0934-8200000")
     resident = await user("resident")
     public = (await codes.scan(actor=resident, content=qr.content)).body["doorplate"]
     assert public["address"] == "长庆路12号" and public["community"] == "长庆社区"
@@ -319,7 +320,7 @@ async def test_door_plate_views_by_scanner() -> None:
     assert [h["distance_m"] for h in halls] == sorted(h["distance_m"] for h in halls)
     all_halls = await Hall.all()
     plate = await DoorPlate.get(code="D-XF-0001")
-    assert halls[0]["distance_m"] == min(codes.distance_m(plate.lat, plate.lng, h.lat, h.lng)
+    assert halls[0]["distance_m"] == min(round(geo.distance_m(plate.lat, plate.lng, h.lat, h.lng))
                                          for h in all_halls)
     for who in (staff, other_worker):
         seen = (await codes.scan(actor=who, content=qr.content)).body["doorplate"]

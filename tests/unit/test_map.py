@@ -9,7 +9,7 @@ import pytest
 
 from models.catalogue import Hall
 from models.users import Role
-from services import cache, clock, halls, seed
+from services import cache, clock, geo, halls, seed
 from services.auth import Principal
 from services.halls import PlaceKind
 
@@ -65,7 +65,7 @@ async def test_nearby_from_redis_is_sorted_with_distances():
     # Cross-check against plain haversine on the stored coordinates.
     first = found.places[0]
     assert first.distance_m == pytest.approx(
-        halls.haversine_m(HERE["lat"], HERE["lng"], first.lat, first.lng), abs=2)
+        geo.distance_m(HERE["lat"], HERE["lng"], first.lat, first.lng), abs=2)
 
 
 async def test_nearby_rebuilds_an_empty_redis():

@@ -65,6 +65,21 @@ def test_enterprise_criteria():
     assert not policies.enterprise_matches({"max_layoff_rate": 0.05}, ent)
 
 
+def test_enterprise_criteria_edge_cases_of_the_one_rule():
+    """The rule the enterprise code's scan used to keep a copy of (services/codes): a bare
+    value is one allowed value, never a substring; an empty condition is none; an unknown
+    key is not claimed to match."""
+    ent = Enterprise(industry="catering", size="micro", county="西峰区", tags=["veteran_run"],
+                     layoff_rate=0.01)
+    assert policies.enterprise_matches({"county": "西峰区", "tags": "veteran_run"}, ent)
+    assert not policies.enterprise_matches({"county": "西峰"}, ent)  # was a substring match
+    assert not policies.enterprise_matches({"county": "西峰区区"}, ent)
+    assert policies.enterprise_matches({"industry": [], "tags": [], "max_layoff_rate": None}, ent)
+    assert not policies.enterprise_matches({"employees_over": 10}, ent)  # can't evaluate
+    assert policies.enterprise_matches({"max_layoff_rate": 0.01}, ent)
+    assert not policies.enterprise_matches({"max_layoff_rate": 0}, ent)
+
+
 def test_criteria_are_validated_for_the_audience():
     assert policies.parse_criteria(Audience.person, {"min_age": 80, "tags": []}) == {"min_age": 80}
     for audience, bad in [

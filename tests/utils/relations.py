@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from models.codes import DoorPlate, Household
 from models.users import Person
-from services import codes, people
+from services import onbehalf, people
 
 COMMUNITY = ("西峰区", "长庆社区")
 
@@ -21,7 +21,7 @@ async def lives_in_workers_grid(worker_user_id: int, *, name: str, id_number: st
     person = await people.upsert_person(name=name, id_number=id_number)
     await Household.get_or_create(doorplate=plate, person=person,
                                   defaults={"relation": "户主"})
-    await codes.assign_grid_worker(user_id=worker_user_id, county=county,
-                                   community=community_name, contact_name="网格员",
-                                   contact_phone="0934-8212345")
+    await onbehalf.assign_grid_worker(user_id=worker_user_id, county=county,
+                                      community=community_name, contact_name="网格员",
+                                      contact_phone="0934-8212345")
     return person
