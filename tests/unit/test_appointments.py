@@ -370,7 +370,7 @@ async def test_only_a_booking_for_today_bumps_the_desk_view(clk: Clock) -> None:
     person_id = (await User.get(id=me.user_id)).person_id
     assert person_id is not None
 
-    async def generation() -> str | None:
+    async def generation() -> object:
         return await cache.redis().get(deskview.gen_key(person_id))
 
     before = await generation()
