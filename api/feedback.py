@@ -192,7 +192,8 @@ def _out_fields(fb: Feedback, shown: service.MaskedCopy | None = None) -> dict[s
     hall = fb.hall
     return {
         "id": fb.id, "kind": fb.kind.value, "kind_label": service.KIND_LABELS[fb.kind],
-        "text": shown.text if shown else fb.text, "photos": list(fb.photos.get("refs", [])), "case_id": fb.case_id,
+        "text": shown.text if shown else fb.text, "photos": list(fb.photos.get("refs", [])),
+        "case_id": fb.case_id,
         "hall_code": hall.code if hall else None, "hall_name": hall.name if hall else None,
         "item_code": fb.item_code, "department": fb.department,
         "handler_id": fb.handler_id,  # type: ignore[attr-defined]

@@ -246,7 +246,8 @@ _NUM = r"(?:[0-9\uFF10-\uFF19]+|[一二三四五六七八九十百零〇两]+)"
 _UNIT = r"(?:号楼|号院|号|栋|幢|单元|楼|层|室|户|组|排)"
 # The household part of an address: numbered buildings, units, floors and doors ("3号楼2单元501室",
 # "12-3-501", "二组"), optionally after a compass section of an estate ("东区").
-ADDRESS_DOOR = (rf"(?:[东西南北中][区院]?)?(?:[0-9\uFF10-\uFF19]+(?:[-－—][0-9\uFF10-\uFF19]+)+{_UNIT}?"
+_DIGITS = r"[0-9\uFF10-\uFF19]+"
+ADDRESS_DOOR = (rf"(?:[东西南北中][区院]?)?(?:{_DIGITS}(?:[-－—]{_DIGITS})+{_UNIT}?"
                 rf"|{_NUM}{_UNIT})(?:\s?{_NUM}(?:[-－—]{_NUM})*{_UNIT}?)*")
 _AREA_RE = re.compile(ADDRESS_AREA)
 # Where the household starts: any digit, or a Chinese numeral with a unit (三里店 is a place).

@@ -1,16 +1,19 @@
-"""Personal data out of free text before it is made public.
+"""Personal data out of free text shown to anyone but its author.
 
-``scrub_public(text)`` is the one function every publishing path calls (the anonymous feedback
-board today). The original stays in the database for whoever handles the report; only the copy
-shown to the public is masked.
+``scrub_public(text, names=...)`` is the one function every such path calls: the public
+feedback board, and the staff and helper views of what residents wrote or what was written
+about them (complaints and replies, rating comments, 回访 notes, help notes, case timeline
+notes). The original stays in the database for its author, and for staff through an audited
+reveal where one exists; only the copy shown is masked.
 
 What counts as personal: runs of digits that look like an ID number (18 digits, or 17 and an
 X; the old 15-digit ones), a mainland mobile (with or without +86/0086, spaces or hyphens in
 any grouping), a landline with its area code, a bank card (16–19 digits), and e-mail
-addresses; names said to be names ("我叫张建国", "联系人：李秀兰", or any name the caller knows
-belongs to the people concerned, e.g. the author's) → ``*建国``, as ``identity.mask_name``; the
+addresses; names said to be names ("我叫张建国", "联系人：李秀兰") or known to belong to the
+people concerned (``names``, e.g. the author's) → ``*建国``, as ``identity.mask_name``; the
 household part of an address (building, unit, door, village group after a street or community
-word: "长庆路12号3号楼501室" → "长庆路****"), as ``identity.mask_address`` keeps it. Any other run of 11 or more digits is masked too: a long number in a complaint is
+word: "长庆路12号3号楼501室" → "长庆路****"), cut where ``identity.mask_address`` cuts. Any
+other run of 11 or more digits is masked too: a long number in a complaint is
 far more often an account, card or certificate number than something the public needs, and a
 wrong mask costs nothing while a missed one can't be taken back. ``\\d`` matches full-width
 digits (１３８…) as well, which phone keyboards produce.
@@ -56,7 +59,8 @@ _SURNAMES = ("欧阳|司马|上官|诸葛|东方|皇甫|尉迟|慕容|令狐|夏
 _CUE = (r"(?:我叫|我的名字[是叫]|名字[是叫]|姓名[是为:：\s]{0,2}|本人[是:：\s]?|"
         r"联系人[是:：\s]?|申请人[是:：\s]?|户主[是:：\s]?|老人|家属|患者|当事人[是:：\s]?)")
 _NOT_NAME = r"(?!电话|手机|身份|住在|家住|联系|今天|昨天|来自|在|于|是|的|去|到|和|与|今年)"
-_NAME = re.compile(rf"(?P<cue>{_CUE})(?P<name>(?:{_SURNAMES})(?:{_NOT_NAME}[\u4e00-\u9fff]){{1,2}})")
+_NAME = re.compile(
+    rf"(?P<cue>{_CUE})(?P<name>(?:{_SURNAMES})(?:{_NOT_NAME}[\u4e00-\u9fff]){{1,2}})")
 
 
 def _mask_cued_name(m: re.Match[str]) -> str:

@@ -91,3 +91,58 @@ async def test_a_staff_role_without_a_hall_sees_the_mask_too(api: Any, fake_wech
     _, fid = await _complaint(api)
     admin = await api.login("mask-admin", Role.admin, Role.staff)
     _assert_masked((await admin.get(f"/api/v1/admin/feedback/{fid}")).json["text"])
+
+
+async def test_bad_rating_text_reply_and_visit_note_are_masked_for_staff(
+        api: Any, fake_wechat: Any) -> None:
+    from models.cases import Case, CaseStatus
+    me = await api.login("mask-rater")
+    await me.bind_identity(*ZHANG)
+    staff = await api.login("mask-rating-clerk", Role.staff)
+    case = await Case.create(applicant_id=me.user_id, submitted_by_id=me.user_id,
+                             department="市民政局", hall_code=XF, status=CaseStatus.approved)
+    rated = await me.post("/api/v1/ratings", json={
+        "target_type": "case", "target_id": case.id, "level": 1, "text": TYPED})
+    assert rated.status == 201, rated.text
+    assert rated.json["text"] == TYPED  # the rater's own view
+    tid = rated.json["rectification"]["id"]
+    row = (await staff.get("/api/v1/admin/rectifications")).json["tasks"][0]
+    assert row["id"] == tid and row["rater"]["name"] == "*建国"
+    _assert_masked(row["rating_text"])
+    replied = await staff.post(f"/api/v1/admin/rectifications/{tid}/reply",
+                               json={"text": "张建国您好，已整改"})
+    assert replied.status == 200 and replied.json["reply"] == "*建国您好，已整改"
+    visited = await staff.post(f"/api/v1/admin/rectifications/{tid}/follow-up", json={
+        "result": "satisfied", "note": "已电话联系张建国13812345678，表示认可"})
+    assert visited.status == 200, visited.text
+    assert visited.json["visit_note"] == "已电话联系*建国138****5678，表示认可"
+    _assert_masked((await staff.get(f"/api/v1/admin/rectifications/{tid}")).json["rating_text"])
+
+
+async def test_help_note_and_case_timeline_are_masked_for_the_helper(api: Any) -> None:
+    from tests.api.test_helpers_api import _setup
+    s = await _setup(api)
+    resp = await s["zhang"].post("/api/v1/cases", json={
+        "item_code": "MZ-004", "hall_code": XF, "need_help": True, "help_note": TYPED,
+        "note": TYPED})
+    assert resp.status == 201, resp.text
+    cid = resp.json["id"]
+    helper = next(h for h in ("h1", "h2")
+                  if resp.json["helper"]["helper_user_id"] == s[h].user_id)
+    work = (await s[helper].get("/api/v1/helper/cases")).json["items"]
+    assert [w["case_id"] for w in work] == [cid]
+    _assert_masked(work[0]["help_note"])
+    aid = work[0]["assignment_id"]
+    assert (await s[helper].post(f"/api/v1/helper/assignments/{aid}/accept")).status == 200
+    # A clerk's note naming the applicant, then the case as each reader sees it.
+    moved = await s["staff"].post(f"/api/v1/cases/{cid}/transitions", json={
+        "action": "accept", "note": "已电话联系张建国13812345678"})
+    assert moved.status == 200, moved.text
+    for reader in (s[helper], s["staff"]):
+        notes = " ".join(e["note"] for e in (await reader.get(f"/api/v1/cases/{cid}")).json[
+            "timeline"])
+        assert "张建国" not in notes and "13812345678" not in notes, notes
+        assert "*建国138****5678" in notes
+    mine = " ".join(e["note"] for e in (await s["zhang"].get(f"/api/v1/cases/{cid}")).json[
+        "timeline"])
+    assert "已电话联系张建国13812345678" in mine
