@@ -307,7 +307,8 @@ def case_out(view: cases.CaseView) -> CaseOut:
         supplements=[_supplement(s, staff=staff) for s in view.supplements],
         timeline=[TimelineEntry(at=clock.local(e.created_at), action=e.action,
                                 from_status=e.from_status, to_status=e.to_status,
-                                actor_kind=e.actor_kind, note=e.note) for e in view.events],
+                                actor_kind=e.actor_kind, note=note)
+                  for e, note in zip(view.events, cases.timeline_notes(view), strict=True)],
         actions=[str(a) for a in view.actions],
         created_at=clock.local(c.created_at),
         departments=[CaseDepartmentOut(

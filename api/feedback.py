@@ -10,6 +10,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from api.endpoint import endpoint
+from api.observability import request_id
 from models.feedback import Feedback, FeedbackEvent, FeedbackKind, FeedbackStatus, Moderation
 from models.users import Role
 from services import clock, idempotency
@@ -172,25 +173,34 @@ class ReplyIn(BaseModel):
     model_config = {"extra": "forbid"}
 
 
+class FeedbackRevealIn(BaseModel):
+    reason: str = Field(min_length=4, max_length=200, description="查看事由，写入审计日志")
+
+    model_config = {"extra": "forbid"}
+
+
 class ModerateIn(BaseModel):
     approve: bool = Field(description="true 公开，false 不公开")
 
     model_config = {"extra": "forbid"}
 
 
-def _out_fields(fb: Feedback) -> dict[str, object]:
+def _out_fields(fb: Feedback, shown: service.MaskedCopy | None = None) -> dict[str, object]:
+    """``shown``: the masked copy for anyone but the author (staff views); None for the
+    author's own routes and the audited reveal, which show what was written."""
     now = clock.now()
     hall = fb.hall
     return {
         "id": fb.id, "kind": fb.kind.value, "kind_label": service.KIND_LABELS[fb.kind],
-        "text": fb.text, "photos": list(fb.photos.get("refs", [])), "case_id": fb.case_id,
+        "text": shown.text if shown else fb.text, "photos": list(fb.photos.get("refs", [])),
+        "case_id": fb.case_id,
         "hall_code": hall.code if hall else None, "hall_name": hall.name if hall else None,
         "item_code": fb.item_code, "department": fb.department,
         "handler_id": fb.handler_id,  # type: ignore[attr-defined]
         "status": fb.status.value, "moderation": fb.moderation.value, "is_public": fb.is_public,
         "publish": fb.publish, "due_at": clock.local(fb.due_at),
         "overdue": service.is_overdue(fb, now=now),
-        "reply": fb.reply,
+        "reply": shown.reply if shown else fb.reply,
         "replied_at": clock.local(fb.replied_at) if fb.replied_at else None,
         "reopen_count": fb.reopen_count,
         "can_reopen": fb.reopen_count == 0 and (
@@ -207,10 +217,13 @@ def feedback_out(fb: Feedback) -> FeedbackOut:
     return FeedbackOut.model_validate(_out_fields(fb))
 
 
-def detail_out(fb: Feedback, events: list[FeedbackEvent]) -> FeedbackDetailOut:
+def detail_out(fb: Feedback, events: list[FeedbackEvent], *,
+               masked: bool = False) -> FeedbackDetailOut:
+    shown = service.masked_copy(fb, events) if masked else None
     return FeedbackDetailOut.model_validate({
-        **_out_fields(fb),
-        "events": [EventOut(at=clock.local(e.created_at), action=e.action, note=e.note)
+        **_out_fields(fb, shown),
+        "events": [EventOut(at=clock.local(e.created_at), action=e.action,
+                            note=shown.notes[e.id] if shown else e.note)
                    for e in events]})
 
 
@@ -218,14 +231,22 @@ def staff_out(fb: Feedback) -> StaffFeedbackOut:
     user = fb.user
     person = user.person
     return StaffFeedbackOut.model_validate({
-        **_out_fields(fb),
+        **_out_fields(fb, service.masked_copy(fb)),
         "resident": ResidentBrief(user_id=user.id,
                                   name=person.name_masked if person else None,
                                   phone=user.phone_masked)})
 
 
 async def _detail(fb: Feedback) -> FeedbackDetailOut:
+    """The author's view: what they wrote, in full."""
     return detail_out(fb, await service.events_of(fb.id))
+
+
+async def _staff_detail(actor: Principal, feedback_id: int) -> FeedbackDetailOut:
+    """A staff view: read back through ``access_feedback`` (author's person loaded) and
+    masked; the original through the audited ``/reveal``."""
+    fb = await service.get_for(actor=actor, feedback_id=feedback_id)
+    return detail_out(fb, await service.events_of(fb.id), masked=True)
 
 
 def _next(rows: list[Feedback], limit: int) -> int | None:
@@ -278,7 +299,7 @@ async def public(_request: Request, query: PublicQuery) -> PublicListOut:
 
 
 def _public_out(f: Feedback) -> PublicFeedbackOut:
-    shown = service.public_copy(f)
+    shown = service.masked_copy(f)
     return PublicFeedbackOut(
         id=f.id, kind=f.kind.value, kind_label=service.KIND_LABELS[f.kind], text=shown.text,
         hall_name=f.hall.name if f.hall else None, status=f.status.value, reply=shown.reply,
@@ -342,7 +363,7 @@ async def staff_list(_request: Request, query: StaffQuery,
 @endpoint(response=FeedbackDetailOut, roles=STAFF, summary="诉求详情", tag="admin")
 async def staff_detail(_request: Request, feedback_id: int,
                        principal: Principal) -> FeedbackDetailOut:
-    return await _detail(await service.get_for(actor=principal, feedback_id=feedback_id))
+    return await _staff_detail(principal, feedback_id)
 
 
 @admin_bp.post("/<feedback_id:int>/assign")
@@ -352,7 +373,7 @@ async def staff_assign(_request: Request, feedback_id: int, body: AssignIn,
                        principal: Principal) -> FeedbackDetailOut:
     fb = await service.assign(actor=principal, feedback_id=feedback_id,
                               handler_id=body.handler_id, department=body.department)
-    return await _detail(fb)
+    return await _staff_detail(principal, fb.id)
 
 
 @admin_bp.post("/<feedback_id:int>/reply")
@@ -361,7 +382,7 @@ async def staff_assign(_request: Request, feedback_id: int, body: AssignIn,
 async def staff_reply(_request: Request, feedback_id: int, body: ReplyIn,
                       principal: Principal) -> FeedbackDetailOut:
     fb = await service.reply(actor=principal, feedback_id=feedback_id, text=body.text)
-    return await _detail(await service.get_for(actor=principal, feedback_id=fb.id))
+    return await _staff_detail(principal, fb.id)
 
 
 @admin_bp.post("/<feedback_id:int>/moderate")
@@ -370,4 +391,14 @@ async def staff_reply(_request: Request, feedback_id: int, body: ReplyIn,
 async def staff_moderate(_request: Request, feedback_id: int, body: ModerateIn,
                          principal: Principal) -> FeedbackDetailOut:
     fb = await service.moderate(actor=principal, feedback_id=feedback_id, approve=body.approve)
-    return await _detail(fb)
+    return await _staff_detail(principal, fb.id)
+
+
+@admin_bp.post("/<feedback_id:int>/reveal")
+@endpoint(body=FeedbackRevealIn, response=FeedbackDetailOut, roles=STAFF,
+          summary="查看诉求原文（含个人信息，写入审计日志）", tag="admin")
+async def staff_reveal(request: Request, feedback_id: int, body: FeedbackRevealIn,
+                       principal: Principal) -> FeedbackDetailOut:
+    shown = await service.reveal(actor=principal, feedback_id=feedback_id, reason=body.reason,
+                                 request_id=request_id(request))
+    return detail_out(shown.feedback, shown.events)

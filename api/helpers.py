@@ -171,7 +171,7 @@ async def worklist(_request: Request, principal: Principal) -> WorklistOut:
             status_label=cases.STATUS_LABELS[a.case.status],
             due_at=clock.local(a.case.due_at) if a.case.due_at else None,
             applicant_name=a.case.person.name_masked if a.case.person else None,
-            help_note=a.case.help_note,
+            help_note=helpers.masked_help_note(a),
         )
         for a in rows
     ])

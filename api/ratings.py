@@ -160,17 +160,19 @@ def task_out(t: RectificationTask) -> TaskOut:
     user = r.rater
     person = user.person
     now = clock.now()
+    shown = service.masked_task_text(t)
     return TaskOut(
         id=t.id, rating_id=r.id, target_type=r.target_type.value, target_id=r.target_id,
-        level=r.level, label=r.label, rating_text=r.text if r.text_visible else "",
+        level=r.level, label=r.label, rating_text=shown.rating_text,
         tags=list(r.tags.get("tags", [])),
         rater=RaterBrief(user_id=user.id, person_id=person.id if person else None,
                          name=person.name_masked if person else None, phone=user.phone_masked),
         department=t.department, hall_code=t.hall_code, status=t.status.value,
         due_at=clock.local(t.due_at), overdue=service.task_overdue(t, now=now),
         escalated=t.escalated, escalation_level=t.escalation_level,
-        escalated_at=_local(t.escalated_at), reply=t.reply, replied_at=_local(t.replied_at),
-        visit_result=t.visit_result.value if t.visit_result else None, visit_note=t.visit_note,
+        escalated_at=_local(t.escalated_at), reply=shown.reply, replied_at=_local(t.replied_at),
+        visit_result=t.visit_result.value if t.visit_result else None,
+        visit_note=shown.visit_note,
         visited_at=_local(t.visited_at), created_at=clock.local(t.created_at))
 
 

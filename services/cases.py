@@ -42,10 +42,11 @@ from models.catalogue import Bundle, Hall, ServiceItem
 from models.enterprises import EnterpriseAgent
 from models.online import ApplicationDraft
 from models.users import User
-from services import clock, deskview, jobs, notifications, workcalendar
+from services import clock, deskview, jobs, notifications, people, workcalendar
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.scope import scope_of
+from services.scrub import scrub_public
 from services.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -765,6 +766,18 @@ class CaseView:
     # 综窗 (issue 12): each approving department's progress, and how the result leaves.
     tasks: list[CaseTask] = field(default_factory=list)
     release: CaseRelease | None = None
+
+
+def timeline_notes(view: CaseView) -> list[str]:
+    """The notes on a case's timeline as this viewer may read them: whole for the applicant
+    (their own case), through ``scrub_public`` with the applicant's name masked for everyone
+    else — a helper the applicant never chose, staff — since an applicant's note or a clerk's
+    ("已电话联系张建国13812345678") repeats what the masked fields hide. ``view.case.person``
+    is loaded by ``case_view``."""
+    if ActorKind.applicant in view.access.kinds:
+        return [e.note for e in view.events]
+    names = people.names_to_mask(view.case.person)
+    return [scrub_public(e.note, names=names) for e in view.events]
 
 
 async def supplements_of(case_id: int) -> list[SupplementRequest]:

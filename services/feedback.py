@@ -8,6 +8,7 @@ from a close the resident marked unsatisfied, the resident may reopen once: reop
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from models.feedback import (
     Moderation,
 )
 from models.users import User, UserRole
-from services import clock, jobs, notifications, ratelimit
+from services import audit, clock, jobs, notifications, people, ratelimit
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.scope import scope_of
@@ -143,7 +144,7 @@ async def access_feedback(actor: Principal, feedback_id: int, *, for_change: boo
     (assign, reply, moderate): staff in scope only; the author's own actions go through
     ``get_own``. ``lock``: FOR UPDATE, inside the caller's transaction."""
     q = Feedback.filter(id=feedback_id)
-    fb = await (q.select_for_update() if lock else q).select_related("hall").first()
+    fb = await (q.select_for_update() if lock else q).select_related("hall", "user__person").first()
     if fb is None:
         raise not_found("诉求")
     in_scope = actor.is_staff and (await scope_of(actor)).covers(
@@ -181,8 +182,9 @@ async def list_public(
     *, kind: FeedbackKind | None, cursor: int | None, limit: int
 ) -> list[Feedback]:
     """The board: what moderation let through and the resident agreed to show. Render it
-    through ``public_copy``, never the raw fields."""
-    qs = Feedback.filter(is_public=True, publish=True).select_related("hall").order_by("-id")
+    through ``masked_copy``, never the raw fields."""
+    qs = Feedback.filter(is_public=True, publish=True).select_related(
+        "hall", "user__person").order_by("-id")
     if kind is not None:
         qs = qs.filter(kind=kind)
     if cursor:
@@ -191,16 +193,46 @@ async def list_public(
 
 
 @dataclass(frozen=True)
-class PublicCopy:
+class MaskedCopy:
     text: str
     reply: str | None
+    notes: dict[int, str]  # event id -> note
 
 
-def public_copy(fb: Feedback) -> PublicCopy:
-    """What the public board may show of a report: text and reply with ID numbers, phones,
-    cards and e-mail addresses masked. The stored report keeps the original for its handler."""
-    return PublicCopy(text=scrub_public(fb.text),
-                      reply=scrub_public(fb.reply) if fb.reply is not None else None)
+def masked_copy(fb: Feedback, events: Sequence[FeedbackEvent] = ()) -> MaskedCopy:
+    """What anyone but the author sees of a report — the public board and staff lists and
+    details: text, reply and event notes (a reopen reason is the resident's words) through
+    ``scrub_public``, with the author's own name masked wherever it appears. ``fb.user.person``
+    must be loaded (``access_feedback``, ``list_public`` and ``list_for_staff`` do). The stored
+    report keeps the original for its author and for staff through the audited ``reveal``."""
+    names = people.names_to_mask(fb.user.person)
+    return MaskedCopy(text=scrub_public(fb.text, names=names),
+                      reply=scrub_public(fb.reply, names=names) if fb.reply is not None else None,
+                      notes={e.id: scrub_public(e.note, names=names) for e in events})
+
+
+@dataclass(frozen=True)
+class RevealedFeedback:
+    feedback: Feedback
+    events: list[FeedbackEvent]
+
+
+async def reveal(*, actor: Principal, feedback_id: int, reason: str,
+                 request_id: str = "") -> RevealedFeedback:
+    """The full text of a report for staff in scope who need it (a phone number to call back, an
+    address to visit), written to the audit log before anything is returned — as
+    ``people.reveal`` does for a person's fields."""
+    if not actor.is_staff:
+        raise forbidden()
+    reason = reason.strip()
+    if len(reason) < 4:
+        raise AppError(ErrorCode.validation_failed, "查看诉求原文须说明事由",
+                       fields={"reason": "请填写查看事由（至少4个字）"})
+    fb = await access_feedback(actor, feedback_id)
+    await audit.record(actor=actor, person_id=fb.user.person_id,  # type: ignore[attr-defined]
+                       action="feedback.reveal", fields_read=["feedback.text", "feedback.reply"],
+                       reason=reason, request_id=request_id)
+    return RevealedFeedback(feedback=fb, events=await events_of(fb.id))
 
 
 async def set_publication(*, actor: Principal, feedback_id: int, publish: bool) -> Feedback:

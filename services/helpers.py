@@ -32,12 +32,13 @@ from models.cases import (
 from models.catalogue import Hall
 from models.org import Membership, Position
 from models.users import Person, Role, User, UserRole
-from services import audit, clock, jobs, notifications, onbehalf, pii
+from services import audit, clock, jobs, notifications, onbehalf, people, pii
 from services.auth import Principal
 from services.cases import TERMINAL, access_case
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.people import P_ID, P_NAME, P_PHONE
 from services.scope import scope_of
+from services.scrub import scrub_public
 from services.settings import get_settings
 from services.verification import require_verified
 
@@ -405,6 +406,14 @@ async def worklist(*, actor: Principal) -> list[HelperAssignment]:
     far = datetime.max.replace(tzinfo=clock.SHANGHAI)
     rows.sort(key=lambda a: (a.case.due_at or far, a.offered_at, a.id))
     return rows
+
+
+def masked_help_note(a: HelperAssignment) -> str:
+    """The applicant's 求助说明 as a helper sees it on the work list: through ``scrub_public``
+    with the applicant's name masked, since an offer reaches helpers the applicant never chose
+    (an offer that is declined or times out moves on to the next). Who the applicant is and how
+    to reach them: the audited reveal. ``a.case.person`` must be loaded (``worklist``)."""
+    return scrub_public(a.case.help_note, names=people.names_to_mask(a.case.person))
 
 
 def offer_expires_at(a: HelperAssignment) -> datetime | None:

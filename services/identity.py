@@ -27,6 +27,7 @@ __all__ = [
     "InvalidCreditCode",
     "InvalidIdNumber",
     "InvalidPhoneNumber",
+    "mask_address",
     "mask_id_number",
     "mask_name",
     "mask_phone",
@@ -235,6 +236,39 @@ def mask_phone(s: str) -> str:
     except InvalidPhoneNumber:
         value = s.strip()
     return _mask_middle(value, 3, 4)
+
+
+# Address levels down to which an address may be shown: the community or the street. What comes
+# after (building, unit, door, village group) is the household and is masked.
+ADDRESS_AREA = (r"(?:省|自治区|市|自治州|州|地区|盟|区|县|旗|街道|镇|乡|社区|村|大道|路|街|巷|"
+                r"小区|花园|家园|新村|家属院|公寓|大厦|苑)")
+_NUM = r"(?:[0-9\uFF10-\uFF19]+|[一二三四五六七八九十百零〇两]+)"
+_UNIT = r"(?:号楼|号院|号|栋|幢|单元|楼|层|室|户|组|排)"
+# The household part of an address: numbered buildings, units, floors and doors ("3号楼2单元501室",
+# "12-3-501", "二组"), optionally after a compass section of an estate ("东区").
+_DIGITS = r"[0-9\uFF10-\uFF19]+"
+ADDRESS_DOOR = (rf"(?:[东西南北中][区院]?)?(?:{_DIGITS}(?:[-－—]{_DIGITS})+{_UNIT}?"
+                rf"|{_NUM}{_UNIT})(?:\s?{_NUM}(?:[-－—]{_NUM})*{_UNIT}?)*")
+_AREA_RE = re.compile(ADDRESS_AREA)
+# Where the household starts: any digit, or a Chinese numeral with a unit (三里店 is a place).
+_FIRST_NUM = re.compile(rf"[0-9\uFF10-\uFF19]|{_NUM}{_UNIT}")
+
+
+def mask_address(s: str) -> str:
+    """``甘肃省庆阳市西峰区长庆路12号3号楼501室`` → ``甘肃省庆阳市西峰区长庆路****``: kept down to
+    the street or community, enough to recognise one's own address, never the door. Cut at the
+    end of the last area word before the first number; an address with no area word keeps its
+    first third (a mask shaped like the others rather than nothing)."""
+    address = s.strip()
+    if not address:
+        return ""
+    first_num = _FIRST_NUM.search(address)
+    head = address[: first_num.start()] if first_num else address
+    ends = [m.end() for m in _AREA_RE.finditer(head)]
+    keep = ends[-1] if ends else len(address) // 3
+    if keep >= len(address):
+        return address
+    return address[:keep] + "****"
 
 
 def mask_name(s: str) -> str:

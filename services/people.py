@@ -58,6 +58,13 @@ async def person_of(user_id: int) -> Person | None:
     return user.person if user else None
 
 
+def names_to_mask(*persons: Person | None) -> list[str]:
+    """The full names of ``persons``, decrypted only so that free text about them can be
+    masked (``scrub.scrub_public(text, names=...)``); never put them in an answer."""
+    return [pii.decrypt(p.name_enc, purpose=P_NAME) for p in persons
+            if p is not None and p.name_enc]
+
+
 def age_of(person: Person, on: date | None = None) -> int:
     on = on or clock.today()
     b = person.birth_date

@@ -28,11 +28,12 @@ from models.ratings import (
     VisitResult,
 )
 from models.users import Role
-from services import clock, jobs, notifications
+from services import clock, jobs, notifications, people
 from services.auth import Principal
 from services.errors import AppError, ErrorCode, forbidden, not_found
 from services.feedback import check_content
 from services.scope import scope_of
+from services.scrub import scrub_public
 from services.settings import get_settings
 from services.workcalendar import add_working_days
 
@@ -186,6 +187,28 @@ async def access_rectification(actor: Principal, task_id: int, *, for_change: bo
 
 async def get_task(*, actor: Principal, task_id: int) -> RectificationTask:
     return await access_rectification(actor, task_id)
+
+
+@dataclass(frozen=True)
+class MaskedTaskText:
+    rating_text: str
+    reply: str | None
+    visit_note: str | None
+
+
+def masked_task_text(task: RectificationTask) -> MaskedTaskText:
+    """What staff see of the free text on a rectification task: the rater's words (empty while
+    moderation holds them), the reply and the 回访 note, through ``scrub_public`` with the
+    rater's own name masked wherever it appears. The rater is reached through the masked
+    phone and the audited ``/admin/persons/{id}/reveal``, never through what the text repeats.
+    ``task.rating.rater.person`` must be loaded (``access_rectification``, ``list_tasks``)."""
+    rating = task.rating
+    names = people.names_to_mask(rating.rater.person)
+    return MaskedTaskText(
+        rating_text=scrub_public(rating.text, names=names) if rating.text_visible else "",
+        reply=scrub_public(task.reply, names=names) if task.reply is not None else None,
+        visit_note=(scrub_public(task.visit_note, names=names)
+                    if task.visit_note is not None else None))
 
 
 async def reply_task(*, actor: Principal, task_id: int, text: str) -> RectificationTask:

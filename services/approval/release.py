@@ -29,7 +29,7 @@ from services import audit, cases, clock, codes, people, pii
 from services.auth import Principal
 from services.cases import Action, ActorKind, Moved
 from services.errors import AppError, ErrorCode, forbidden
-from services.identity import mask_phone
+from services.identity import mask_address, mask_phone
 from services.window import release as window_release
 
 S = CaseStatus
@@ -38,11 +38,6 @@ P_ADDRESS = "release.address"
 P_RECIPIENT_PHONE = "release.phone"
 # EMS numbers: 13 digits (domestic), or the UPU S10 form (two letters, nine digits, two letters).
 _TRACKING = re.compile(r"^(\d{13}|[A-Z]{2}\d{9}[A-Z]{2})$")
-
-
-def mask_address(address: str) -> str:
-    # Enough to recognise one's own address (the district), never the door.
-    return address[:6] + "****" if len(address) > 6 else "****"
 
 
 async def _guard_deliver(m: Moved) -> None:

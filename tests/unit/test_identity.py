@@ -206,3 +206,15 @@ def test_mask_phone() -> None:
 )
 def test_mask_name_hides_surname(name: str, masked: str) -> None:
     assert mask_name(name) == masked
+
+
+@pytest.mark.parametrize(("address", "shown"), [
+    ("甘肃省庆阳市西峰区南大街88号3单元502室", "甘肃省庆阳市西峰区南大街****"),
+    ("庆阳市西峰区长庆小区张家", "庆阳市西峰区长庆小区****"),
+    ("庆城县驿马镇三里店村二组", "庆城县驿马镇三里店村****"),
+    ("西峰区长庆路", "西峰区长庆路"),
+    ("", ""),
+])
+def test_addresses_are_kept_to_the_street_or_community(address: str, shown: str) -> None:
+    from services.identity import mask_address
+    assert mask_address(address) == shown

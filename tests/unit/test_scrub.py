@@ -37,3 +37,30 @@ def test_personal_numbers_are_masked(typed: str, shown: str) -> None:
 ])
 def test_ordinary_text_is_left_alone(text: str) -> None:
     assert scrub_public(text) == text
+
+
+@pytest.mark.parametrize(("typed", "shown"), [
+    ("我叫张建国，电话13812345678", "我叫*建国，电话138****5678"),
+    ("联系人：李秀兰，住西峰区长庆路12号3号楼2单元501室", "联系人：*秀兰，住西峰区长庆路****"),
+    ("家住长庆小区东区3号楼", "家住长庆小区****"),
+    ("我的名字是欧阳明月", "我的名字是*阳明月"),
+    ("老人王小明今年85岁", "老人*小明今年85岁"),
+    ("地址长庆路12-3-501", "地址长庆路****"),
+    ("驿马镇三里店村二组", "驿马镇三里店村****"),
+])
+def test_names_and_household_addresses_are_masked(typed: str, shown: str) -> None:
+    assert scrub_public(typed) == shown
+
+
+@pytest.mark.parametrize("text", [
+    "本人今天去办事，5月3号在3号窗口等了很久",
+    "我是来办理营业执照的",
+    "长庆路的大厅很好找",
+])
+def test_cue_words_without_a_name_or_door_stay(text: str) -> None:
+    assert scrub_public(text) == text
+
+
+def test_known_names_are_masked_wherever_they_appear() -> None:
+    shown = scrub_public("张建国来办事，张建国很着急", names=["张建国", ""])
+    assert shown == "*建国来办事，*建国很着急"
