@@ -61,10 +61,10 @@ async def staff_who_served_appointment(appointment_id: int, *, department: str,
     rating's own snapshot, as a case's clerk rows carry the case's). A self check-in no clerk
     acted on has nobody: the rating then stays the hall's."""
     served = _Collector(hall_code)
-    row = await Appointment.filter(id=appointment_id).values_list("served_by_id", flat=True)
-    for user_id in row:
-        served.add(user_id, ServedAs.clerk, department)
-    for clerk_id in await WalkIn.filter(appointment_id=appointment_id).values_list(
-            "clerk_id", flat=True):
-        served.add(clerk_id, ServedAs.clerk, department)
+    appt = await Appointment.get_or_none(id=appointment_id)
+    if appt is not None:
+        served.add(appt.served_by_id, ServedAs.clerk, department)  # type: ignore[attr-defined]
+    walk_in = await WalkIn.get_or_none(appointment_id=appointment_id)  # unique: one case
+    if walk_in is not None:
+        served.add(walk_in.clerk_id, ServedAs.clerk, department)  # type: ignore[attr-defined]
     return list(served.out.values())

@@ -287,7 +287,7 @@ async def rate_appointment(actor: Principal, appt: Appointment, level: int = 2) 
 
 
 async def served_rows(rating: Rating) -> set[tuple[int, str, str, str]]:
-    return {(r.user_id, r.served_as.value, r.department, r.hall_code)  # type: ignore[attr-defined]
+    return {(r.user_id, r.served_as.value, r.department, r.hall_code)
             for r in await RatingStaff.filter(rating_id=rating.id)}
 
 
@@ -299,7 +299,7 @@ async def test_a_rated_appointment_reaches_the_clerk_who_checked_it_in(
     frozen["now"] = appt.starts_at
     checked = await appointments.check_in_by_code(actor=clerk, code=appt.check_in_token)
     assert checked.status is AppointmentStatus.checked_in
-    assert checked.served_by_id == clerk.user_id  # type: ignore[attr-defined]
+    assert checked.served_by_id == clerk.user_id
     rating = await rate_appointment(me, appt, level=1)
     # As a clerk of the rated department and hall, the way a case's clerk rows are filled.
     assert await served_rows(rating) == {(clerk.user_id, "clerk", "市人社局", "H-T-1")}
@@ -317,7 +317,7 @@ async def test_an_appointment_nobody_served_creates_no_staff_rows(
     checked = await appointments.check_in_at_hall(actor=me, appointment_id=appt.id,
                                                   hall_code="H-T-1", token=hall_token)
     assert checked.status is AppointmentStatus.checked_in
-    assert checked.served_by_id is None  # type: ignore[attr-defined]
+    assert checked.served_by_id is None
     rating = await rate_appointment(me, appt)
     assert await served_rows(rating) == set()
     assert await RatingStaff.all().count() == 0
@@ -338,7 +338,7 @@ async def test_a_clerk_acting_on_a_self_check_in_is_reached_by_an_earlier_rating
     # nothing (one server, one row).
     await appointments.check_in_by_code(actor=first, code=appt.check_in_token)
     await appointments.check_in_by_code(actor=second, code=appt.check_in_token)
-    assert (await Appointment.get(id=appt.id)).served_by_id == first.user_id  # type: ignore[attr-defined]
+    assert (await Appointment.get(id=appt.id)).served_by_id == first.user_id
     assert await served_rows(rating) == {(first.user_id, "clerk", "市人社局", "H-T-1")}
 
 
@@ -356,4 +356,4 @@ async def test_staff_of_another_hall_cannot_check_in_or_be_recorded(
     assert err.value.status == 404
     row = await Appointment.get(id=appt.id)
     assert row.status is AppointmentStatus.booked
-    assert row.served_by_id is None  # type: ignore[attr-defined]
+    assert row.served_by_id is None
