@@ -102,6 +102,8 @@ async def rate(
     now = clock.now()
     try:
         async with in_transaction() as conn:
+            if target_type is TargetType.appointment:
+                await _lock_appointment(target_id)
             rating = await Rating.create(
                 target_type=target_type, target_id=target_id, rater_id=actor.user_id,
                 level=level, label=label_of(level), tags={"tags": sorted(set(tags))},
@@ -294,11 +296,22 @@ async def _tie_to_staff(rating: Rating, *, using_db: BaseDBAsyncClient | None) -
                                  using_db=using_db)
 
 
+async def _lock_appointment(appointment_id: int) -> None:
+    """Rating an appointment and a clerk serving it both take its row first, so one of them
+    sees the other's commit: the rating reads who served after the clerk's commit, or the
+    clerk reads the rating after the rating's (InnoDB takes the later plain reads' snapshot
+    after the wait). Without it both could read "nothing yet" and the rating miss the clerk."""
+    from models.appointments import Appointment
+
+    await Appointment.filter(id=appointment_id).select_for_update().first()
+
+
 async def tie_appointment_rating(appointment_id: int, *,
                                  using_db: BaseDBAsyncClient | None) -> None:
     """A clerk has just served this appointment (checked it in by code, opened a case from
     it): if it was already rated, the rating reaches them too. Called inside the transaction
     that records the serving, so the two commit together."""
+    await _lock_appointment(appointment_id)
     rating = await Rating.get_or_none(target_type=TargetType.appointment,
                                       target_id=appointment_id)
     if rating is not None:
