@@ -130,6 +130,13 @@ class Appointment(Model):
     cancelled_at = fields.DatetimeField(null=True)
     checked_in_at = fields.DatetimeField(null=True)
     no_show_at = fields.DatetimeField(null=True)
+    # The clerk who served the visit at the window: who checked the resident in by their code
+    # (or, after a self check-in at the hall's QR, the first clerk who scanned it). NULL while
+    # no clerk has acted; a rating of the appointment reaches whoever served it
+    # (services/approval/served.py).
+    served_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
 
     class Meta:
         table = "appointments"

@@ -50,6 +50,7 @@ from services import (
     outbox,
     people,
     ratelimit,
+    ratings,
     slots,
 )
 from services.auth import Principal
@@ -550,15 +551,26 @@ def _check_window(appt: Appointment) -> None:
                        f"请在预约时段开始前{early.seconds // 60}分钟至时段结束之间签到")
 
 
-async def _mark_checked_in(appt: Appointment) -> Appointment:
+async def _mark_checked_in(appt: Appointment, *, clerk_id: int | None = None) -> Appointment:
+    """``clerk_id``: the clerk checking the resident in at the window, recorded as who served
+    the visit (``served_by``, for 好差评); None for the resident's own check-in at the hall's
+    QR, which records nobody until a clerk acts on it."""
     if appt.status == AppointmentStatus.checked_in:
-        return appt  # a second scan of the same code is harmless
+        # A second scan of the same code is harmless. A clerk scanning a visit the resident
+        # checked in by themself is the first clerk to serve it: recorded, once.
+        if clerk_id is not None and appt.served_by_id is None:  # type: ignore[attr-defined]
+            await _record_clerk(appt.id, clerk_id)
+            await appt.refresh_from_db()
+        return appt
     if appt.status != AppointmentStatus.booked:
         raise AppError(ErrorCode.appointment_not_active)
     _check_window(appt)
     async with in_transaction() as conn:
+        # The clerk in the same statement as the check-in: no checked-in row without its
+        # server when a clerk did it.
         done = await Appointment.filter(id=appt.id, status=AppointmentStatus.booked).update(
-            status=AppointmentStatus.checked_in, checked_in_at=clock.now())
+            status=AppointmentStatus.checked_in, checked_in_at=clock.now(),
+            served_by_id=clerk_id)
         if not done:
             raise AppError(ErrorCode.appointment_not_active)
         # 好差评: the rating invitation is promised with the check-in it follows.
@@ -579,7 +591,19 @@ async def check_in_by_code(*, actor: Principal, code: str) -> Appointment:
     if appt is None or not (await scope_of(actor)).covers(
             hall_id=appt.hall_id, hall_code=appt.hall.code):  # type: ignore[attr-defined]
         raise not_found("预约")
-    return await _mark_checked_in(appt)
+    return await _mark_checked_in(appt, clerk_id=actor.user_id)
+
+
+async def _record_clerk(appointment_id: int, clerk_id: int) -> None:
+    """The first clerk to act on a self checked-in visit served it. Conditional on nobody
+    recorded yet, so two clerks scanning at once record one; a rating made while the resident
+    waited reaches the clerk in the same transaction (services/ratings.py)."""
+    async with in_transaction() as conn:
+        moved = await Appointment.filter(
+            id=appointment_id, status=AppointmentStatus.checked_in, served_by_id=None,
+        ).using_db(conn).update(served_by_id=clerk_id)
+        if moved:
+            await ratings.tie_appointment_rating(appointment_id, using_db=conn)
 
 
 def hall_check_in_token(hall_code: str, day: date) -> str:

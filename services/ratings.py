@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -101,15 +102,16 @@ async def rate(
         visible = await check_content(user_id=actor.user_id, text=text) is Moderation.passed
     now = clock.now()
     try:
-        async with in_transaction():
+        async with in_transaction() as conn:
+            if target_type is TargetType.appointment:
+                await _lock_appointment(target_id)
             rating = await Rating.create(
                 target_type=target_type, target_id=target_id, rater_id=actor.user_id,
                 level=level, label=label_of(level), tags={"tags": sorted(set(tags))},
                 text=text, text_visible=visible, department=target.department,
                 hall_code=target.hall_code)
-            if target.case_id is not None:
-                # The rating reaches the people who served (issue 12), not only the hall.
-                await _tie_to_staff(rating, target.case_id)
+            # The rating reaches the people who served (issue 12), not only the hall.
+            await _tie_to_staff(rating, using_db=conn)
             if level in BAD_LEVELS:
                 # Same transaction: a bad rating without its rectification task can't exist.
                 await RectificationTask.create(
@@ -296,14 +298,47 @@ async def _escalate_sweep() -> None:
 # The rectification task the bad rating opened stays whatever the verdict.
 
 
-async def _tie_to_staff(rating: Rating, case_id: int) -> None:
+async def _tie_to_staff(rating: Rating, *, using_db: BaseDBAsyncClient | None) -> None:
+    """RatingStaff rows for everyone who served the rated case or appointment and has none
+    yet (services/approval/served.py decides who): at rating time, and again when a clerk
+    serves an appointment that was rated before (a self check-in, rated while waiting)."""
     from models.cases import Case
-    from services.approval.served import staff_who_served
+    from services.approval.served import staff_who_served, staff_who_served_appointment
 
-    case = await Case.get(id=case_id)
-    for s in await staff_who_served(case):
-        await RatingStaff.create(rating=rating, user_id=s.user_id, served_as=s.served_as,
-                                 department=s.department, hall_code=s.hall_code)
+    if rating.target_type is TargetType.case:
+        served = await staff_who_served(await Case.get(id=rating.target_id))
+    else:
+        served = await staff_who_served_appointment(
+            rating.target_id, department=rating.department, hall_code=rating.hall_code)
+    have = set(await RatingStaff.filter(rating_id=rating.id).values_list("user_id", "served_as"))
+    for s in served:
+        if (s.user_id, s.served_as) in have:
+            continue
+        await RatingStaff.create(rating_id=rating.id, user_id=s.user_id, served_as=s.served_as,
+                                 department=s.department, hall_code=s.hall_code,
+                                 using_db=using_db)
+
+
+async def _lock_appointment(appointment_id: int) -> None:
+    """Rating an appointment and a clerk serving it both take its row first, so one of them
+    sees the other's commit: the rating reads who served after the clerk's commit, or the
+    clerk reads the rating after the rating's (InnoDB takes the later plain reads' snapshot
+    after the wait). Without it both could read "nothing yet" and the rating miss the clerk."""
+    from models.appointments import Appointment
+
+    await Appointment.filter(id=appointment_id).select_for_update().first()
+
+
+async def tie_appointment_rating(appointment_id: int, *,
+                                 using_db: BaseDBAsyncClient | None) -> None:
+    """A clerk has just served this appointment (checked it in by code, opened a case from
+    it): if it was already rated, the rating reaches them too. Called inside the transaction
+    that records the serving, so the two commit together."""
+    await _lock_appointment(appointment_id)
+    rating = await Rating.get_or_none(target_type=TargetType.appointment,
+                                      target_id=appointment_id)
+    if rating is not None:
+        await _tie_to_staff(rating, using_db=using_db)
 
 
 async def _is_supervisor(actor: Principal) -> bool:

@@ -16,7 +16,7 @@ from models.appointments import AppointmentStatus
 from models.cases import Case, CaseEvent, CaseStatus
 from models.users import Person, User
 from models.window import CaseOwner, WalkIn
-from services import cases, clock, deskview, people, ratelimit, verification
+from services import cases, clock, deskview, people, ratelimit, ratings, verification
 from services.appointments import access_appointment
 from services.auth import Principal
 from services.errors import AppError, ErrorCode
@@ -114,6 +114,10 @@ async def walk_in(
             await WalkIn.create(case_id=case.id, clerk_id=actor.user_id,
                                 appointment_id=appointment_id, registered_person=created,
                                 using_db=conn)
+            if appointment_id is not None:
+                # The clerk opening a case from the visit served it (served.py reads the
+                # WalkIn): a rating the resident gave while waiting reaches them as well.
+                await ratings.tie_appointment_rating(appointment_id, using_db=conn)
             # 首问负责: the clerk who received the person owns the request.
             await CaseOwner.create(case_id=case.id, staff_id=actor.user_id,
                                    active_case_id=case.id, since=clock.now(), using_db=conn)

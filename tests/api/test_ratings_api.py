@@ -128,3 +128,103 @@ async def test_staff_unknown_task_is_404(api: Any) -> None:
     staff = await api.login("clerk", Role.staff)
     resp = await staff.get("/api/v1/admin/rectifications/987654")
     assert resp.status == 404
+
+
+# --- an appointment's rating reaches the clerk who served the visit --------------------------
+
+
+async def _visit_now(api: Any) -> tuple[Any, int, str]:
+    """张建国 books a visit at the city hall, moved to now so the window can check it in."""
+    from datetime import timedelta
+
+    from models.appointments import Appointment
+    from services import clock
+    from tests.api.test_appointments_api import HALL, ITEM, ZHANG, _open_slots
+
+    await seed.run()
+    zhang = await api.login("zhang")
+    await zhang.bind_identity(*ZHANG)
+    slot = (await _open_slots(zhang))[0]
+    booked = await zhang.post("/api/v1/appointments", json={"slot_id": slot["id"],
+                                                            "item_code": ITEM})
+    assert booked.status == 201, booked.text
+    now = clock.now()
+    await Appointment.filter(id=booked.json["id"]).update(
+        starts_at=now - timedelta(minutes=5), ends_at=now + timedelta(minutes=25))
+    assert HALL == "H-QY-000"
+    return zhang, int(booked.json["id"]), str(booked.json["check_in_code"])
+
+
+async def _figures(s: Any) -> dict[int, dict[str, Any]]:
+    resp = await s.get("/api/v1/admin/staff-ratings/figures")
+    assert resp.status == 200, resp.text
+    return {f["user_id"]: f for f in resp.json["staff"]}
+
+
+async def test_a_rated_appointment_reaches_the_clerk_who_checked_it_in(api: Any) -> None:
+    from models.org import Position
+    from models.ratings import RatingStaff
+
+    zhang, appt_id, code = await _visit_now(api)
+    clerk = await api.login("qy-clerk", hall="H-QY-000")
+    colleague = await api.login("qy-clerk2", hall="H-QY-000")  # same hall, did not serve
+    manager = await api.login("qy-manager", hall="H-QY-000", position=Position.hall_manager)
+    elsewhere = await api.login("xf-manager", hall="H-XF-000", position=Position.hall_manager)
+    sup = await api.login("city-supervisor", region="621000")
+    checked = await clerk.post("/api/v1/appointments/check-in", json={"code": code})
+    assert checked.status == 200 and checked.json["status"] == "checked_in", checked.text
+    rated = await zhang.post("/api/v1/ratings", json={
+        "target_type": "appointment", "target_id": appt_id, "level": 1, "text": "窗口态度差"})
+    assert rated.status == 201, rated.text
+    rid = rated.json["id"]
+    rows = [(r.user_id, r.served_as.value, r.department, r.hall_code)
+            for r in await RatingStaff.filter(rating_id=rid)]
+    assert rows == [(clerk.user_id, "clerk", rated.json["department"], "H-QY-000")]
+    # Counted for that clerk only, in the figures of whoever oversees the hall; the manager of
+    # another hall sees nobody, and the clerks read no colleague's figures.
+    mine = await _figures(manager)
+    assert set(mine) == {clerk.user_id} and colleague.user_id not in mine
+    assert mine[clerk.user_id]["served_as"] == ["clerk"]
+    assert (mine[clerk.user_id]["ratings"], mine[clerk.user_id]["bad"],
+            mine[clerk.user_id]["bad_unreviewed"]) == (1, 1, 1)
+    assert await _figures(elsewhere) == {}
+    assert (await clerk.get("/api/v1/admin/staff-ratings/figures")).status == 403
+    # 差评核实 exactly as for a case: valid counts against the clerk, who may appeal once.
+    assert (await elsewhere.post(f"/api/v1/admin/staff-ratings/{rid}/review", json={
+        "verdict": "valid", "reason": "看看别处的"})).status == 404
+    ok = await sup.post(f"/api/v1/admin/staff-ratings/{rid}/review",
+                        json={"verdict": "valid", "reason": "监控核实态度生硬"})
+    assert ok.status == 201 and ok.json["counts_against_staff"] is True, ok.text
+    assert (await _figures(manager))[clerk.user_id]["bad_valid"] == 1
+    assert (await colleague.post(f"/api/v1/admin/staff-ratings/{rid}/appeal",
+                                 json={"reason": "不是我接待的"})).status == 404
+    appealed = await clerk.post(f"/api/v1/admin/staff-ratings/{rid}/appeal",
+                                json={"reason": "群众情绪激动，已耐心解释"})
+    assert appealed.status == 200, appealed.text
+
+
+async def test_a_self_checked_in_visit_reaches_the_clerk_who_opened_its_case(api: Any) -> None:
+    from models.appointments import Appointment
+    from models.ratings import RatingStaff
+    from services import appointments, clock
+
+    zhang, appt_id, _ = await _visit_now(api)
+    token = appointments.hall_check_in_token("H-QY-000", clock.today())
+    self_in = await zhang.post(f"/api/v1/appointments/{appt_id}/check-in",
+                               json={"hall_code": "H-QY-000", "token": token})
+    assert self_in.status == 200 and self_in.json["status"] == "checked_in", self_in.text
+    assert (await Appointment.get(id=appt_id)).served_by_id is None
+    # Rated while waiting: nobody served it yet, so the rating is only the hall's.
+    rated = await zhang.post("/api/v1/ratings", json={
+        "target_type": "appointment", "target_id": appt_id, "level": 4})
+    assert rated.status == 201, rated.text
+    rid = rated.json["id"]
+    assert not await RatingStaff.exists(rating_id=rid)
+    # The clerk who opens a case from the visit served it: the rating reaches them.
+    clerk = await api.login("qy-clerk", hall="H-QY-000")
+    opened = await clerk.post("/api/v1/window/cases", json={"appointment_id": appt_id})
+    assert opened.status == 201, opened.text
+    again = await clerk.post("/api/v1/window/cases", json={"appointment_id": appt_id})
+    assert again.status == 201 and again.json["id"] == opened.json["id"]
+    rows = [(r.user_id, r.served_as.value) for r in await RatingStaff.filter(rating_id=rid)]
+    assert rows == [(clerk.user_id, "clerk")]  # once, however often the button is pressed

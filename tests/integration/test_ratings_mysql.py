@@ -4,6 +4,7 @@ case at once end as exactly one rating and at most one rectification task."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -96,3 +97,65 @@ async def test_concurrent_reopens_reopen_once() -> None:
     row = await Feedback.get(id=fb.id)
     assert row.status is FeedbackStatus.reopened and row.reopen_count == 1
     assert await FeedbackEvent.filter(feedback_id=fb.id, action="reopened").count() == 1
+
+
+
+async def test_a_rating_and_a_clerk_serving_at_once_never_miss_each_other(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A self checked-in visit is rated while a clerk scans it. The rating is held, after it
+    read who served (nobody yet) and before it commits, until the clerk's scan finishes or
+    0.5 s pass: without the appointment-row lock the clerk commits in that gap, reads no
+    rating, and the rating misses them; with it the clerk waits for the rating's commit."""
+    import secrets
+    from datetime import timedelta
+
+    from models.appointments import Appointment, AppointmentStatus, Slot
+    from models.catalogue import Hall
+    from models.ratings import RatingStaff
+    from services import appointments, clock, people
+    from services.approval import served
+
+    hall = await Hall.create(code="H-T-1", name="测试大厅", level="county", county="西峰区",
+                             lat=35.7, lng=107.6, hours={"always": True})
+    person = await people.upsert_person(name="王小明", id_number="621002200302170132")
+    clerk_user = await User.create(openid="openid-window")
+    await clerk_user.roles.create(role=Role.staff)
+    clerk = Principal(clerk_user.id, frozenset({"resident", "staff"}))
+    me = await _resident("visitor")
+    starts = clock.now() - timedelta(minutes=5)
+    slot = await Slot.create(hall=hall, window_kind="comprehensive", starts_at=starts,
+                             ends_at=starts + timedelta(minutes=30), general_capacity=5)
+    appt = await Appointment.create(
+        resident_id=me.user_id, person=person, booked_by_id=me.user_id, slot=slot, hall=hall,
+        window_kind="comprehensive", item_code="IT-1", status=AppointmentStatus.checked_in,
+        checked_in_at=clock.now(), pool="general", starts_at=slot.starts_at,
+        ends_at=slot.ends_at, check_in_token=secrets.token_hex(8))
+
+    scanned = asyncio.Event()
+    original = served.staff_who_served_appointment
+    calls = 0
+
+    async def held(*args: Any, **kwargs: Any) -> list[served.Served]:
+        nonlocal calls
+        calls += 1
+        found = await original(*args, **kwargs)
+        if calls == 1:  # the rating's own read: give the clerk the gap
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(scanned.wait(), 0.5)
+        return found
+
+    async def scan() -> Appointment:
+        await asyncio.sleep(0.05)  # after the rating has read who served
+        try:
+            return await appointments.check_in_by_code(actor=clerk, code=appt.check_in_token)
+        finally:
+            scanned.set()
+
+    monkeypatch.setattr(served, "staff_who_served_appointment", held)
+    rated, _ = await asyncio.gather(
+        ratings.rate(actor=me, target_type=TargetType.appointment, target_id=appt.id,
+                     level=2, tags=[]),
+        scan())
+    assert (await Appointment.get(id=appt.id)).served_by_id == clerk.user_id
+    assert await RatingStaff.filter(rating_id=rated.id).values_list(
+        "user_id", flat=True) == [clerk.user_id]

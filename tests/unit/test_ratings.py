@@ -12,15 +12,17 @@ from models.appointments import Appointment, AppointmentStatus, Slot
 from models.cases import Case, CaseStatus
 from models.catalogue import Hall, ServiceItem
 from models.notifications import Notification
+from models.org import Position
 from models.ratings import (
     Rating,
+    RatingStaff,
     RectificationStatus,
     RectificationTask,
     TargetType,
     VisitResult,
 )
 from models.users import Role, User
-from services import clock, outbox, people
+from services import appointments, clock, outbox, people
 from services import ratings as service
 from services.auth import Principal
 from services.errors import AppError
@@ -55,11 +57,15 @@ async def make_case(owner: Principal, status: CaseStatus = CaseStatus.approved,
                              department=department, hall_code=hall_code, status=status)
 
 
-async def make_appointment(owner: Principal, status: AppointmentStatus,
-                           **extra: Any) -> Appointment:
-    hall = await Hall.get_or_none(code="H-T-1") or await Hall.create(
+async def make_hall() -> Hall:
+    return await Hall.get_or_none(code="H-T-1") or await Hall.create(
         code="H-T-1", name="测试大厅", level="county", county="西峰区", lat=35.7, lng=107.6,
         hours={"always": True})
+
+
+async def make_appointment(owner: Principal, status: AppointmentStatus,
+                           **extra: Any) -> Appointment:
+    hall = await make_hall()
     if not await ServiceItem.exists(code="IT-1"):
         await ServiceItem.create(code="IT-1", name="测试事项", department="市人社局",
                                  kind="公共服务", subject="person", theme="社保",
@@ -259,3 +265,95 @@ def test_escalation_level_boundaries() -> None:
     assert service.escalation_level(due, add_working_days(due, 5)) == 1
     assert service.escalation_level(due, add_working_days(due, 5) + timedelta(seconds=1)) == 2
     assert service.escalation_level(due, add_working_days(due, 11)) == 3
+
+
+# --- an appointment's rating reaches the clerk who served the visit ---------------------------
+
+
+async def hall_clerk(code: str, hall_code: str = "H-T-1") -> Principal:
+    """A clerk at a hall (a membership, so check-in by code is in their scope)."""
+    from services import org
+
+    await make_hall()
+    user = await User.create(openid=f"openid-{code}")
+    await org.add_membership(actor=None, user_id=user.id, position=Position.clerk,
+                             hall_code=hall_code)
+    return Principal(user.id, frozenset({"resident", "staff"}))
+
+
+async def rate_appointment(actor: Principal, appt: Appointment, level: int = 2) -> Rating:
+    return await service.rate(actor=actor, target_type=TargetType.appointment,
+                              target_id=appt.id, level=level, tags=[])
+
+
+async def served_rows(rating: Rating) -> set[tuple[int, str, str, str]]:
+    return {(r.user_id, r.served_as.value, r.department, r.hall_code)
+            for r in await RatingStaff.filter(rating_id=rating.id)}
+
+
+async def test_a_rated_appointment_reaches_the_clerk_who_checked_it_in(
+        frozen: dict[str, datetime]) -> None:
+    me, clerk = await resident(), await hall_clerk("window-1")
+    await hall_clerk("window-2")  # a colleague at the same hall who did not serve
+    appt = await make_appointment(me, AppointmentStatus.booked)
+    frozen["now"] = appt.starts_at
+    checked = await appointments.check_in_by_code(actor=clerk, code=appt.check_in_token)
+    assert checked.status is AppointmentStatus.checked_in
+    assert checked.served_by_id == clerk.user_id
+    rating = await rate_appointment(me, appt, level=1)
+    # As a clerk of the rated department and hall, the way a case's clerk rows are filled.
+    assert await served_rows(rating) == {(clerk.user_id, "clerk", "市人社局", "H-T-1")}
+    # The bad rating still opens its rectification task for the hall.
+    assert await RectificationTask.exists(rating_id=rating.id)
+
+
+async def test_an_appointment_nobody_served_creates_no_staff_rows(
+        frozen: dict[str, datetime]) -> None:
+    me = await resident()
+    appt = await make_appointment(me, AppointmentStatus.booked)
+    frozen["now"] = appt.starts_at
+    # The resident's own check-in at the hall's QR: no clerk has acted on it.
+    hall_token = appointments.hall_check_in_token("H-T-1", clock.today())
+    checked = await appointments.check_in_at_hall(actor=me, appointment_id=appt.id,
+                                                  hall_code="H-T-1", token=hall_token)
+    assert checked.status is AppointmentStatus.checked_in
+    assert checked.served_by_id is None
+    rating = await rate_appointment(me, appt)
+    assert await served_rows(rating) == set()
+    assert await RatingStaff.all().count() == 0
+
+
+async def test_a_clerk_acting_on_a_self_check_in_is_reached_by_an_earlier_rating(
+        frozen: dict[str, datetime]) -> None:
+    me = await resident()
+    first, second = await hall_clerk("window-1"), await hall_clerk("window-2")
+    appt = await make_appointment(me, AppointmentStatus.booked)
+    frozen["now"] = appt.starts_at
+    await appointments.check_in_at_hall(
+        actor=me, appointment_id=appt.id, hall_code="H-T-1",
+        token=appointments.hall_check_in_token("H-T-1", clock.today()))
+    rating = await rate_appointment(me, appt, level=1)  # rated while waiting
+    assert await served_rows(rating) == set()
+    # The first clerk to scan the visit served it; a second scan by another clerk changes
+    # nothing (one server, one row).
+    await appointments.check_in_by_code(actor=first, code=appt.check_in_token)
+    await appointments.check_in_by_code(actor=second, code=appt.check_in_token)
+    assert (await Appointment.get(id=appt.id)).served_by_id == first.user_id
+    assert await served_rows(rating) == {(first.user_id, "clerk", "市人社局", "H-T-1")}
+
+
+async def test_staff_of_another_hall_cannot_check_in_or_be_recorded(
+        frozen: dict[str, datetime]) -> None:
+    me = await resident()
+    # A clerk of another hall (a staff account without any membership would see all, in tests).
+    await Hall.create(code="H-T-2", name="另一大厅", level="county", county="庆城县", lat=36.0,
+                      lng=107.9, hours={"always": True})
+    outsider = await hall_clerk("outsider", hall_code="H-T-2")
+    appt = await make_appointment(me, AppointmentStatus.booked)
+    frozen["now"] = appt.starts_at
+    with pytest.raises(AppError) as err:
+        await appointments.check_in_by_code(actor=outsider, code=appt.check_in_token)
+    assert err.value.status == 404
+    row = await Appointment.get(id=appt.id)
+    assert row.status is AppointmentStatus.booked
+    assert row.served_by_id is None
