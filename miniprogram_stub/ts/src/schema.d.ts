@@ -157,6 +157,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/feedback/{feedback_id}/reveal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** 查看诉求原文（含个人信息，写入审计日志） */
+        post: operations["post~admin_feedback.staff_reveal"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/grid-assignments": {
         parameters: {
             query?: never;
@@ -3963,6 +3980,14 @@ export interface components {
             /**
              * Reason
              * @description 不满意的原因
+             */
+            reason: string;
+        };
+        /** FeedbackRevealIn */
+        FeedbackRevealIn: {
+            /**
+             * Reason
+             * @description 查看事由，写入审计日志
              */
             reason: string;
         };
@@ -7811,6 +7836,7 @@ export type FeedbackListOut = components['schemas']['FeedbackListOut'];
 export type FeedbackOut = components['schemas']['FeedbackOut'];
 export type FeedbackPublicationIn = components['schemas']['FeedbackPublicationIn'];
 export type FeedbackReopenIn = components['schemas']['FeedbackReopenIn'];
+export type FeedbackRevealIn = components['schemas']['FeedbackRevealIn'];
 export type FlowBrief = components['schemas']['FlowBrief'];
 export type FlowGraph = components['schemas']['FlowGraph'];
 export type FlowIn = components['schemas']['FlowIn'];
@@ -8889,6 +8915,113 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["ReplyIn"];
+            };
+        };
+        responses: {
+            /** @description 成功 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeedbackDetailOut"];
+                };
+            };
+            /** @description 请求格式错误（如不是合法的 JSON） */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 未登录，或令牌无效、已过期 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 无权执行此操作（角色或范围不符） */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 不存在，或无权查看 */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 与当前状态冲突（如已约满、已处理、重复提交） */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求体或地址过长 */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 输入校验失败，fields 逐字段说明 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 请求过于频繁，请按 Retry-After 稍后再试 */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description 依赖服务暂不可用，请稍后再试 */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    "post~admin_feedback.staff_reveal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                feedback_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FeedbackRevealIn"];
             };
         };
         responses: {
