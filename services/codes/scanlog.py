@@ -192,11 +192,38 @@ async def flush_scan_logs_job() -> None:
     await flush_scan_logs()
 
 
+# How long a journalled line waits before the replay looks at it: by then the Redis flush
+# (every 2 s) has stored it unless Redis lost it, so the replay finds it and writes nothing.
+JOURNAL_SETTLE_SECONDS = 10.0
+
+
+def _uid(line: str) -> str:
+    return str(json.loads(line)["uid"]) if line.startswith("{") else line.partition(SEP)[0]
+
+
+async def _write_missing(lines: list[str]) -> int:
+    """Insert the lines whose uid the database doesn't hold yet; how many that was. One
+    indexed read per batch: the replay's steady state, every line already flushed, writes
+    nothing (INSERT IGNORE would still take the write lock and a commit per batch)."""
+    uids = {_uid(line): line for line in lines}
+    have: set[Any] = set(await ScanLog.filter(uid__in=list(uids)).values_list("uid", flat=True))
+    missing = [line for uid, line in uids.items() if uid not in have]
+    if missing:
+        await _insert_logs(missing)
+    return len(missing)
+
+
 @jobs.local("codes.replay_scan_journal", every_seconds=10)
-async def replay_scan_journal() -> int:
-    """The durable path (services/scanjournal.py): needs only the database, so it runs in every
-    worker, Redis or not. Lines the Redis flush already wrote are ignored by uid."""
-    return await scanjournal.replay(_insert_logs)
+async def replay_scan_journal_job() -> None:
+    await replay_scan_journal(settle_seconds=JOURNAL_SETTLE_SECONDS)
+
+
+async def replay_scan_journal(*, settle_seconds: float = 0.0) -> int:
+    """The durable path (services/scanjournal.py): every journal on this host, live serving
+    processes' too, so it runs where the job loop runs (the job process in production) and
+    needs only the database, Redis or not. Returns how many lines it wrote, which is only
+    those the Redis flush didn't."""
+    return await scanjournal.replay(_write_missing, settle_seconds=settle_seconds)
 
 
 async def flush_scan_logs() -> int:
