@@ -13,12 +13,13 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from enum import Enum
 from functools import wraps
-from typing import Any, get_args, get_origin
+from typing import Any, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from sanic import Request
 from sanic.response import HTTPResponse, json
 from sanic_ext.extensions.openapi import openapi
+from sanic_ext.extensions.openapi.builders import OperationStore
 from sanic_ext.extensions.openapi.definitions import (
     Component,
     Parameter,
@@ -36,6 +37,8 @@ from services.errors import AppError, ErrorCode
 from services.settings import get_settings
 
 Handler = Callable[..., Awaitable[Any]]
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 _MESSAGES = {
     "missing": "必填",
@@ -90,6 +93,27 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
+async def authorized(request: Request, roles: Sequence[Role] | None = None) -> Principal:
+    """The signed-in caller, holding one of ``roles`` (None: any signed-in user): every
+    signed-in route's guard. Narrowed to the roles the account still holds: a token issued
+    before a revocation keeps naming the role, but grants nothing with it."""
+    principal = await effective_principal(current_principal(request))
+    request.ctx.principal = principal
+    if roles and not principal.has(*roles):
+        raise AppError(ErrorCode.forbidden)
+    return principal
+
+
+async def within_deadline(work: Awaitable[T]) -> T:
+    """The request's deadline, and so every query's: a dependency that stops answering costs
+    a bounded wait and a 503, never a hung request."""
+    try:
+        async with asyncio.timeout(get_settings().request_deadline_seconds):
+            return await work
+    except TimeoutError as exc:
+        raise AppError(ErrorCode.unavailable, headers={"Retry-After": "5"}) from exc
+
+
 def _out_of_range(value: Any, path: str = "") -> str | None:
     """The first integer no database column can hold (ids, cursors, counts), by field path."""
     if isinstance(value, bool):
@@ -111,7 +135,7 @@ def _out_of_range(value: Any, path: str = "") -> str | None:
     return None
 
 
-def _validated(model: type[BaseModel], raw: dict[str, Any]) -> BaseModel:
+def _validated(model: type[M], raw: dict[str, Any]) -> M:
     try:
         parsed = model.model_validate(raw)
     except ValidationError as exc:
@@ -123,7 +147,7 @@ def _validated(model: type[BaseModel], raw: dict[str, Any]) -> BaseModel:
     return parsed
 
 
-def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+def parse_body(request: Request, model: type[M]) -> M:
     if not request.body:
         raw: Any = {}
     else:
@@ -369,26 +393,16 @@ def endpoint(
         async def handler(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
             _check_path_params(kwargs)
             if not public:
-                # Narrowed to the roles the account still holds: a token issued before a
-                # revocation keeps naming the role, but grants nothing with it.
-                principal = await effective_principal(current_principal(request))
-                request.ctx.principal = principal
-                if roles and not principal.has(*roles):
-                    raise AppError(ErrorCode.forbidden)
+                principal = await authorized(request, roles)
                 if "principal" in params:
                     kwargs["principal"] = principal
             if body is not None:
-                kwargs["body"] = _parse_body(request, body)
+                kwargs["body"] = parse_body(request, body)
             if query is not None:
                 kwargs["query"] = _parse_query(request, query)
             promised = outbox.begin_request()
             try:
-                # The request's deadline, and so every query's: a dependency that stops
-                # answering costs a bounded wait and a 503, never a hung request.
-                async with asyncio.timeout(get_settings().request_deadline_seconds):
-                    result = await fn(request, *args, **kwargs)
-            except TimeoutError as exc:
-                raise AppError(ErrorCode.unavailable, headers={"Retry-After": "5"}) from exc
+                result = await within_deadline(fn(request, *args, **kwargs))
             finally:
                 # The handler's transactions are over: wake the outbox dispatchers if it
                 # promised an after-commit effect.
@@ -403,6 +417,30 @@ def endpoint(
                                     content_type="application/json", headers=store_header)
             return json(result, status=status, headers=store_header)
 
+        return documented(response=response, body=body, query=query, status=status,
+                          public=public, summary=summary, tag=tag, errors=errors)(handler)
+
+    return decorate
+
+
+def documented(
+    *,
+    response: type[BaseModel] | None = None,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    status: int = 200,
+    public: bool = False,
+    summary: str | None = None,
+    tag: str | None = None,
+    errors: Sequence[int] = (),
+) -> Callable[[Handler], Handler]:
+    """The route's OpenAPI operation, exactly as ``@endpoint`` documents it, and the handler
+    itself back — unwrapped. ``@endpoint`` uses it; so does a route that guards and parses for
+    itself to skip the generic layers on a hot path (``POST /codes/scan``, api/codes.py),
+    which must then do what it documents: ``authorized``, ``parse_body``, ``within_deadline``.
+    """
+
+    def decorate(fn: Handler) -> Handler:
         responses = []
         if response is not None:
             responses.append(
@@ -419,14 +457,17 @@ def endpoint(
             definition["summary"] = summary
         if tag:
             definition["tag"] = tag
-        if body is not None:
-            definition["body"] = RequestBody({"application/json": schema_component(body)},
-                                             required=True)
         if query is not None:
             definition["parameter"] = _query_parameters(query)
         if not public:
             definition["secured"] = {"bearer": []}
-        documented: Handler = openapi.definition(**definition)(handler)
-        return documented
+        same: Handler = openapi.definition(**definition)(fn)
+        if body is not None:
+            # Straight onto the operation: sanic-ext's ``openapi.body`` would wrap the handler
+            # in a coroutine of its own that runs on every request (for a validation we never
+            # ask it to do).
+            content = RequestBody({"application/json": schema_component(body)}, required=True)
+            OperationStore()[same].body(**content.fields)  # type: ignore[no-untyped-call]
+        return same
 
     return decorate
