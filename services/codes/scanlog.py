@@ -13,10 +13,8 @@ written by both (or twice by one) is stored once.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import logging
-import os
 import time as _time
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +27,7 @@ from tortoise.transactions import in_transaction
 from models.catalogue import Hall
 from models.codes import ScanLog
 from models.users import Role
-from services import cache, clock, db, jobs, scanjournal, verification
+from services import cache, clock, db, ids, jobs, scanjournal, verification
 from services.auth import Principal
 from services.codes.views import SEP
 
@@ -87,19 +85,10 @@ def _json_str(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-_uid_prefix: tuple[int, str] = (0, "")
-_uid_counter = itertools.count()
-
-
 def scan_uid() -> str:
-    """A scan's id (32 hex characters): a random prefix per process and a counter. It names a
-    log line and is printed in the watermark; it is not a secret, so it needn't cost a trip
-    to the kernel's random source per scan."""
-    global _uid_prefix
-    pid = os.getpid()
-    if _uid_prefix[0] != pid:  # a forked worker must not share its parent's prefix
-        _uid_prefix = (pid, os.urandom(8).hex())
-    return f"{_uid_prefix[1]}{next(_uid_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+    """A scan's id (32 hex characters). It names a log line and is printed in the watermark;
+    it is not a secret, so it needn't cost a trip to the kernel's random source per scan."""
+    return ids.unique_hex()
 
 
 # A buffered scan log line is these fields joined by U+001F:
