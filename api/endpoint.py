@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import date, datetime, timedelta
+from datetime import time as dt_time
+from decimal import Decimal
 from enum import Enum
-from functools import wraps
-from typing import Any, TypeVar, get_args, get_origin
+from functools import cache, wraps
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from sanic import Request
@@ -135,6 +138,35 @@ def _out_of_range(value: Any, path: str = "") -> str | None:
     return None
 
 
+_INT_FREE = (str, float, bool, bytes, type(None), date, datetime, dt_time, timedelta, Decimal)
+
+
+def _can_hold_int(hint: Any, seen: frozenset[type] = frozenset()) -> bool:
+    """Whether a value of this annotation can be (or contain) an int. Unknown shapes can."""
+    origin = get_origin(hint)
+    if origin is Annotated:
+        return _can_hold_int(get_args(hint)[0], seen)
+    if origin is Literal:
+        return any(isinstance(v, int) and not isinstance(v, bool) for v in get_args(hint))
+    if origin is not None:  # list[...], X | None, dict[...]: what they hold
+        args = get_args(hint)
+        return not args or any(_can_hold_int(a, seen) for a in args if a is not Ellipsis)
+    if isinstance(hint, type):
+        if issubclass(hint, Enum):
+            return any(isinstance(m.value, int) for m in hint)
+        if issubclass(hint, BaseModel):
+            return hint not in seen and any(
+                _can_hold_int(f.annotation, seen | {hint}) for f in hint.model_fields.values())
+        return not issubclass(hint, _INT_FREE)
+    return True
+
+
+@cache
+def _may_hold_int(model: type[BaseModel]) -> bool:
+    """Most bodies are text: ``_out_of_range`` needn't walk a model that can't hold an int."""
+    return _can_hold_int(model)
+
+
 def _validated(model: type[M], raw: dict[str, Any]) -> M:
     try:
         parsed = model.model_validate(raw)
@@ -162,7 +194,7 @@ def parse_body(request: Request, model: type[M]) -> M:
         except ValueError:
             pass
         else:
-            if not _out_of_range(parsed):
+            if not _may_hold_int(model) or not _out_of_range(parsed):
                 return parsed
         try:
             raw = request.json
