@@ -183,7 +183,7 @@ class Server:
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
 
-    def wait_ready(self, path: str, timeout: float = 30) -> None:
+    def wait_ready(self, path: str, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

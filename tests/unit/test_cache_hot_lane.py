@@ -1,0 +1,91 @@
+"""The hot lane of the Redis client (services/cache.py ``GuardedRedis.hot``, ``run_script``):
+the scan's one round trip without redis-py's per-command machinery, keeping what that
+machinery is for. Needs a real Redis (the in-process stand-in has no connections)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.exceptions import NoScriptError
+
+from services import breaker, cache
+from tests.conftest import BACKEND, REDIS_URL
+
+pytestmark = pytest.mark.skipif(BACKEND != "real", reason="needs a real Redis")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[cache.GuardedRedis]:
+    c = cache.connect(REDIS_URL)
+    assert isinstance(c, cache.GuardedRedis)
+    try:
+        yield c
+    finally:
+        await c.aclose()
+
+
+async def test_answers_as_the_client_does_and_reuses_its_connection(
+        client: cache.GuardedRedis) -> None:
+    await client.set("hot:k", "值")
+    assert await client.hot("GET", "hot:k") == "值" == await client.get("hot:k")
+    assert await client.hot("GET", "hot:missing") is None
+    first = await client.hot("CLIENT", "ID")
+    assert await client.hot("CLIENT", "ID") == first  # one connection, back in the lane
+
+
+async def test_an_error_reply_leaves_the_connection_usable(client: cache.GuardedRedis) -> None:
+    first = await client.hot("CLIENT", "ID")
+    with pytest.raises(NoScriptError):
+        await client.hot("EVALSHA", "0" * 40, 0)
+    assert await client.hot("CLIENT", "ID") == first
+
+
+async def test_a_connection_redis_closed_is_replaced_once_transparently(
+        client: cache.GuardedRedis) -> None:
+    first = await client.hot("CLIENT", "ID")
+    await client.execute_command("CLIENT", "KILL", "ID", first)  # as a restart would
+    await client.set("hot:k", "v")
+    assert await client.hot("GET", "hot:k") == "v"
+    assert await client.hot("CLIENT", "ID") != first
+
+
+async def test_a_cancelled_call_never_returns_its_connection(
+        client: cache.GuardedRedis) -> None:
+    first = await client.hot("CLIENT", "ID")
+    blocked = asyncio.create_task(client.hot("BLPOP", "hot:never", 0.5))
+    await asyncio.sleep(0.1)
+    blocked.cancel()  # the request's deadline, say: BLPOP's reply would come later
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+    await client.rpush("hot:never", "late")
+    assert await client.hot("CLIENT", "ID") != first  # not the half-read one
+    assert await client.hot("LPOP", "hot:never") == "late"  # nobody else took it
+
+
+async def test_run_script_loads_a_script_redis_forgot(client: cache.GuardedRedis) -> None:
+    before = cache.redis()
+    cache.use(client)
+    try:
+        script = client.register_script("return {KEYS[1], ARGV[1]}")
+        assert await cache.run_script(script, ["k"], ["a"]) == ["k", "a"]
+        await client.script_flush()  # a restarted Redis has no scripts
+        assert await cache.run_script(script, ["k2"], [7]) == ["k2", "7"]
+    finally:
+        cache.use(before)
+
+
+async def test_an_unreachable_redis_is_a_fast_outage_through_the_breaker() -> None:
+    down = cache.connect("redis://127.0.0.1:1/0")
+    assert isinstance(down, cache.GuardedRedis)
+    breaker.redis.reset()
+    try:
+        for _ in range(breaker.redis.failures):
+            with pytest.raises(breaker.RedisUnavailable):
+                await down.hot("GET", "k")
+        with pytest.raises(breaker.RedisUnavailable):  # open: refused without trying
+            await down.hot("GET", "k")
+    finally:
+        breaker.redis.reset()
+        await down.aclose()
