@@ -85,7 +85,7 @@ class GuardedRedis(Redis):
                     await conn.connect()
                 writer = conn._writer
                 assert writer is not None
-                writer.writelines(conn.pack_command(*args))
+                writer.write(_pack(args))
                 if writer.transport.get_write_buffer_size():
                     # Only a reply-less backlog fills the socket: bounded like the client's.
                     await asyncio.wait_for(writer.drain(), conn.socket_timeout)
@@ -127,6 +127,19 @@ class GuardedRedis(Redis):
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> GuardedPipeline:
         return GuardedPipeline(self.connection_pool, self.response_callbacks, transaction,
                                shard_hint)
+
+
+def _pack(args: Sequence[Any]) -> bytes:
+    """A command in RESP, for the hot lane: text, bytes and numbers are all it sends (UTF-8,
+    like the client's encoder). A third of redis-py's ``pack_command``, which checks every
+    argument's type a dozen ways and cuts large values into chunks."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if a is None or isinstance(a, bool):
+            raise TypeError(f"not a Redis argument: {a!r}")  # as redis-py refuses them
+        b = a.encode() if isinstance(a, str) else a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(b), b))
+    return b"".join(out)
 
 
 def connect(url: str) -> Redis:

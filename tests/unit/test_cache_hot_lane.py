@@ -13,7 +13,7 @@ from redis.exceptions import NoScriptError
 from services import breaker, cache
 from tests.conftest import BACKEND, REDIS_URL
 
-pytestmark = pytest.mark.skipif(BACKEND != "real", reason="needs a real Redis")
+needs_redis = pytest.mark.skipif(BACKEND != "real", reason="needs a real Redis")
 
 
 @pytest.fixture
@@ -26,6 +26,7 @@ async def client() -> AsyncIterator[cache.GuardedRedis]:
         await c.aclose()
 
 
+@needs_redis
 async def test_answers_as_the_client_does_and_reuses_its_connection(
         client: cache.GuardedRedis) -> None:
     await client.set("hot:k", "值")
@@ -35,6 +36,7 @@ async def test_answers_as_the_client_does_and_reuses_its_connection(
     assert await client.hot("CLIENT", "ID") == first  # one connection, back in the lane
 
 
+@needs_redis
 async def test_an_error_reply_leaves_the_connection_usable(client: cache.GuardedRedis) -> None:
     first = await client.hot("CLIENT", "ID")
     with pytest.raises(NoScriptError):
@@ -42,6 +44,7 @@ async def test_an_error_reply_leaves_the_connection_usable(client: cache.Guarded
     assert await client.hot("CLIENT", "ID") == first
 
 
+@needs_redis
 async def test_a_connection_redis_closed_is_replaced_once_transparently(
         client: cache.GuardedRedis) -> None:
     first = await client.hot("CLIENT", "ID")
@@ -51,6 +54,7 @@ async def test_a_connection_redis_closed_is_replaced_once_transparently(
     assert await client.hot("CLIENT", "ID") != first
 
 
+@needs_redis
 async def test_a_cancelled_call_never_returns_its_connection(
         client: cache.GuardedRedis) -> None:
     first = await client.hot("CLIENT", "ID")
@@ -64,6 +68,7 @@ async def test_a_cancelled_call_never_returns_its_connection(
     assert await client.hot("LPOP", "hot:never") == "late"  # nobody else took it
 
 
+@needs_redis
 async def test_run_script_loads_a_script_redis_forgot(client: cache.GuardedRedis) -> None:
     before = cache.redis()
     cache.use(client)
@@ -76,6 +81,7 @@ async def test_run_script_loads_a_script_redis_forgot(client: cache.GuardedRedis
         cache.use(before)
 
 
+@needs_redis
 async def test_an_unreachable_redis_is_a_fast_outage_through_the_breaker() -> None:
     down = cache.connect("redis://127.0.0.1:1/0")
     assert isinstance(down, cache.GuardedRedis)
@@ -89,3 +95,16 @@ async def test_an_unreachable_redis_is_a_fast_outage_through_the_breaker() -> No
     finally:
         breaker.redis.reset()
         await down.aclose()
+
+
+def test_the_lane_writes_commands_as_redis_py_would() -> None:
+    from redis.asyncio.connection import Connection
+
+    conn = Connection(decode_responses=True)
+    for args in (("GET", "k"), ("EVALSHA", "ab" * 20, 3, "rl:scan:1", "code:p:x", "buf",
+                                 "庆阳\x1f[\"staff\"]", "staff", "desk:20261202:"),
+                 ("SET", b"\x00\xff", 1.5), ("INCRBY", "n", -7), ("SET", "big", "x" * 20000)):
+        assert cache._pack(args) == b"".join(conn.pack_command(*args)), args
+    for bad in (None, True):
+        with pytest.raises(TypeError):
+            cache._pack(("SET", "k", bad))
