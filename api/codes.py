@@ -12,7 +12,8 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, raw
 from sanic_ext.extensions.openapi import openapi
 
-from api.endpoint import authorized, documented, endpoint, parse_body, within_deadline
+from api.deadline import within_deadline
+from api.endpoint import authorized, documented, endpoint, parse_body
 from api.schemas import Ok
 from models.codes import CodeKind
 from models.users import Role

@@ -8,7 +8,6 @@ so the document can't drift from what the handler really accepts and returns.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import date, datetime, timedelta
@@ -32,15 +31,14 @@ from sanic_ext.extensions.openapi.definitions import (
 )
 from sanic_ext.extensions.openapi.types import Schema
 
+from api.deadline import within_deadline
 from api.schemas import ErrorBody
 from models.users import Role
 from services import outbox
 from services.auth import Principal, decode_access_token, effective_principal
 from services.errors import AppError, ErrorCode
-from services.settings import get_settings
 
 Handler = Callable[..., Awaitable[Any]]
-T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 _MESSAGES = {
@@ -105,16 +103,6 @@ async def authorized(request: Request, roles: Sequence[Role] | None = None) -> P
     if roles and not principal.has(*roles):
         raise AppError(ErrorCode.forbidden)
     return principal
-
-
-async def within_deadline(work: Awaitable[T]) -> T:
-    """The request's deadline, and so every query's: a dependency that stops answering costs
-    a bounded wait and a 503, never a hung request."""
-    try:
-        async with asyncio.timeout(get_settings().request_deadline_seconds):
-            return await work
-    except TimeoutError as exc:
-        raise AppError(ErrorCode.unavailable, headers={"Retry-After": "5"}) from exc
 
 
 def _out_of_range(value: Any, path: str = "") -> str | None:
