@@ -5,6 +5,7 @@ machinery is for. Needs a real Redis (the in-process stand-in has no connections
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -108,3 +109,24 @@ def test_the_lane_writes_commands_as_redis_py_would() -> None:
     for bad in (None, True):
         with pytest.raises(TypeError):
             cache._pack(("SET", "k", bad))
+
+
+@needs_redis
+async def test_a_reply_that_never_comes_is_a_bounded_outage(client: cache.GuardedRedis) -> None:
+    """A frozen Redis, as the lane sees it: the read gives up after the socket timeout (give
+    or take the quarter second of services.deadlines) and counts against the breaker."""
+    from services.settings import get_settings
+
+    timeout = get_settings().redis_timeout_seconds
+    breaker.redis.reset()
+    first = await client.hot("CLIENT", "ID")
+    started = time.monotonic()
+    try:
+        with pytest.raises(breaker.RedisUnavailable):
+            await client.hot("BLPOP", "hot:never", timeout * 3)
+        took = time.monotonic() - started
+        assert timeout <= took < timeout + 0.5
+        assert breaker.redis._consecutive == 1
+    finally:
+        breaker.redis.reset()
+    assert await client.hot("CLIENT", "ID") != first  # the timed-out connection is gone
