@@ -7,13 +7,11 @@ a real ``redis://`` server. Everything else in the code takes the client from he
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -21,12 +19,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from services import breaker, deadlines
+from services import breaker
+from services.redislane import Lane
 from services.settings import get_settings
 
 _client: Redis | None = None
-# Idle connections a hot lane keeps (it opens more while more scans are in flight).
-_HOT_IDLE_MAX = 64
 
 # What an outage looks like from the client: refused/reset connections and reads that time out.
 _OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -59,107 +56,45 @@ class GuardedRedis(Redis):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._hot_idle: list[Connection] = []
+        pool = self.connection_pool
+        self._lane = Lane(pool.make_connection,
+                          timeout=pool.connection_kwargs.get("socket_timeout"))
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         run = super().execute_command
         return await _guarded(lambda: run(*args, **options))  # type: ignore[no-untyped-call]
 
     async def hot(self, *args: Any) -> Any:
-        """One command on a connection of this client's *hot lane*, for the busiest call (the
-        scan's script). redis-py 8's ``execute_command`` spends about as much CPU around a
-        command as the command costs — pool lock and health probe, observability hooks,
-        a task per send for the write timeout, retry wrappers: ~70 µs for a GET against ~30
-        µs here, measured. The lane keeps what matters: the breaker, the read timeout, the
-        client's encoding, one retry on a fresh connection after a ConnectionError (a
-        connection Redis closed, e.g. on restart; the command never reached a live server),
-        and a connection that may hold half a reply (cancelled, timed out) is never reused.
-        Its connections are its own, outside the pool; ``aclose`` closes them."""
+        """One command on this client's *hot lane* (services/redislane.py: one pipelined
+        connection, the commands of a loop turn in one write), for the busiest call, the
+        scan's script. Behind the breaker like every command; retried once after a
+        ConnectionError (a connection Redis closed, e.g. on restart), as the client is."""
         b = breaker.redis
         b.check()
         for attempt in (1, 2):
-            idle = self._hot_idle
-            conn = idle.pop() if idle else self.connection_pool.make_connection()  # type: ignore[no-untyped-call]
             try:
-                if not conn.is_connected:
-                    await conn.connect()
-                writer = conn._writer
-                assert writer is not None
-                writer.write(_pack(args))
-                if writer.transport.get_write_buffer_size():
-                    # Only a reply-less backlog fills the socket: bounded like the client's.
-                    await asyncio.wait_for(writer.drain(), conn.socket_timeout)
-                reply = await _hot_read(conn)
+                reply = await self._lane.call(*args)
             except ResponseError:
-                # An error reply (NOSCRIPT, a script's error) was read whole: still clean.
-                self._hot_return(conn)
-                raise
+                raise  # Redis answered: an error reply (NOSCRIPT, a script's error)
             except RedisConnectionError as exc:
-                await conn.disconnect(nowait=True)
                 if attempt == 1:
                     continue
                 b.failure()
                 raise breaker.RedisUnavailable(str(exc) or type(exc).__name__) from exc
             except _OUTAGE as exc:
-                await conn.disconnect(nowait=True)
                 b.failure()
                 raise breaker.RedisUnavailable(str(exc) or type(exc).__name__) from exc
-            except BaseException:
-                await conn.disconnect(nowait=True)
-                raise
-            self._hot_return(conn)
             b.success()
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _hot_return(self, conn: Connection) -> None:
-        if len(self._hot_idle) < _HOT_IDLE_MAX:
-            self._hot_idle.append(conn)
-        else:
-            asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
-
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
-        idle, self._hot_idle = self._hot_idle, []
-        for conn in idle:
-            await conn.disconnect(nowait=True)
+        await self._lane.aclose()
         await super().aclose(close_connection_pool)
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> GuardedPipeline:
         return GuardedPipeline(self.connection_pool, self.response_callbacks, transaction,
                                shard_hint)
-
-
-async def _hot_read(conn: Connection) -> Any:
-    """``conn.read_response()`` with its socket timeout armed through ``services.deadlines``
-    instead of an ``asyncio.timeout`` per read (fires up to a quarter of a second late)."""
-    bound = deadlines.arm(conn.socket_timeout) if conn.socket_timeout else None
-    try:
-        reply = await conn._read_response_from_parser(disable_decoding=False)
-    except asyncio.CancelledError as exc:
-        if bound is not None and deadlines.disarm(bound):
-            raise RedisTimeoutError("Timeout reading from Redis (hot lane)") from exc
-        raise
-    except OSError as exc:
-        raise RedisConnectionError(f"Error while reading from Redis: {exc}") from exc
-    finally:
-        if bound is not None:
-            deadlines.disarm(bound)
-    if isinstance(reply, ResponseError):
-        raise reply
-    return reply
-
-
-def _pack(args: Sequence[Any]) -> bytes:
-    """A command in RESP, for the hot lane: text, bytes and numbers are all it sends (UTF-8,
-    like the client's encoder). A third of redis-py's ``pack_command``, which checks every
-    argument's type a dozen ways and cuts large values into chunks."""
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        if a is None or isinstance(a, bool):
-            raise TypeError(f"not a Redis argument: {a!r}")  # as redis-py refuses them
-        b = a.encode() if isinstance(a, str) else a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%b\r\n" % (len(b), b))
-    return b"".join(out)
 
 
 def connect(url: str) -> Redis:

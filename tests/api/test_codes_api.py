@@ -306,3 +306,30 @@ async def test_a_revoked_staff_role_sees_no_person_through_the_scan(api: Api) ->
     assert resp.status == 200
     denied = await staff.post("/api/v1/codes/scan", json={"content": content})
     assert denied.status == 403 and denied.json["error"]["code"] == "forbidden"
+
+
+async def test_concurrent_scans_each_get_their_own_answer(api: Api) -> None:
+    """Scans in flight together share the Redis lane's connection and its writes (on a real
+    Redis): every answer must still be the one for the code its scanner sent."""
+    await seed_demo()
+    staff = await api.login("staff-1", Role.staff)
+    people = {}
+    for code, name, number in (("zhang", "张建国", ZHANG), ("li", "李秀兰", LI)):
+        who = await api.login(code)
+        await who.bind_identity(name, number)
+        people[(await who.get("/api/v1/me/code")).json["content"]] = number[:4]
+    plates = ["D-XF-0001", "D-XF-0002", "D-XF-0003"]
+    made = await staff.post("/api/v1/codes/doorplates/batch", json={"plate_codes": plates})
+    sent = [*people, *(c["content"] for c in made.json["codes"])] * 10
+    by_content = {c["content"]: c["plate_code"] for c in made.json["codes"]}
+    answers = await asyncio.gather(*(staff.post("/api/v1/codes/scan", json={"content": c})
+                                     for c in sent))
+    ids = set()
+    for content, resp in zip(sent, answers, strict=True):
+        body = scan_body(resp)
+        ids.add(body["scan_id"])
+        if content in people:
+            assert body["person"]["identity"]["id_number"].startswith(people[content])
+        else:
+            assert body["doorplate"]["code"] == by_content[content]
+    assert len(ids) == len(sent)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.exceptions import NoScriptError
 
-from services import breaker, cache
+from services import breaker, cache, redislane
 from tests.conftest import BACKEND, REDIS_URL
 
 needs_redis = pytest.mark.skipif(BACKEND != "real", reason="needs a real Redis")
@@ -56,17 +56,27 @@ async def test_a_connection_redis_closed_is_replaced_once_transparently(
 
 
 @needs_redis
-async def test_a_cancelled_call_never_returns_its_connection(
+async def test_concurrent_calls_share_a_write_and_each_gets_its_own_reply(
         client: cache.GuardedRedis) -> None:
-    first = await client.hot("CLIENT", "ID")
+    await client.mset({f"hot:n{i}": str(i) for i in range(200)})
+    replies = await asyncio.gather(*(client.hot("GET", f"hot:n{i}") for i in range(200)))
+    assert replies == [str(i) for i in range(200)]
+    assert len({await client.hot("CLIENT", "ID") for _ in range(3)}) == 1
+
+
+@needs_redis
+async def test_a_cancelled_calls_reply_is_dropped_not_handed_to_the_next(
+        client: cache.GuardedRedis) -> None:
+    await client.set("hot:k", "mine")
     blocked = asyncio.create_task(client.hot("BLPOP", "hot:never", 0.5))
     await asyncio.sleep(0.1)
-    blocked.cancel()  # the request's deadline, say: BLPOP's reply would come later
+    blocked.cancel()  # the request's deadline, say: BLPOP's reply comes later
     with pytest.raises(asyncio.CancelledError):
         await blocked
-    await client.rpush("hot:never", "late")
-    assert await client.hot("CLIENT", "ID") != first  # not the half-read one
-    assert await client.hot("LPOP", "hot:never") == "late"  # nobody else took it
+    after = asyncio.create_task(client.hot("GET", "hot:k"))  # written behind the BLPOP
+    await asyncio.sleep(0.05)
+    await client.rpush("hot:never", "late")  # BLPOP answers now, to nobody
+    assert await after == "mine"
 
 
 @needs_redis
@@ -105,10 +115,10 @@ def test_the_lane_writes_commands_as_redis_py_would() -> None:
     for args in (("GET", "k"), ("EVALSHA", "ab" * 20, 3, "rl:scan:1", "code:p:x", "buf",
                                  "庆阳\x1f[\"staff\"]", "staff", "desk:20261202:"),
                  ("SET", b"\x00\xff", 1.5), ("INCRBY", "n", -7), ("SET", "big", "x" * 20000)):
-        assert cache._pack(args) == b"".join(conn.pack_command(*args)), args
+        assert redislane.pack(args) == b"".join(conn.pack_command(*args)), args
     for bad in (None, True):
         with pytest.raises(TypeError):
-            cache._pack(("SET", "k", bad))
+            redislane.pack(("SET", "k", bad))
 
 
 @needs_redis
@@ -130,3 +140,12 @@ async def test_a_reply_that_never_comes_is_a_bounded_outage(client: cache.Guarde
     finally:
         breaker.redis.reset()
     assert await client.hot("CLIENT", "ID") != first  # the timed-out connection is gone
+
+
+@needs_redis
+def test_a_client_used_from_a_new_event_loop_starts_afresh() -> None:
+    c = cache.connect(REDIS_URL)
+    assert isinstance(c, cache.GuardedRedis)
+    assert asyncio.run(c.hot("PING")) == "PONG"
+    assert asyncio.run(c.hot("PING")) == "PONG"  # the first loop, and its socket, are gone
+    asyncio.run(c.aclose())
