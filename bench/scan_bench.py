@@ -61,14 +61,24 @@ def bare_app() -> Any:
     app: Sanic = Sanic("scan_bench_bare")  # type: ignore[type-arg]
     app.config.ACCESS_LOG = False
 
+    lane = os.environ.get("XQ_BENCH_BARE_LANE") == "1"
+
     @app.before_server_start
     async def open_redis(app: Any) -> None:
-        app.ctx.redis = Redis.from_url(os.environ.get("XQ_REDIS_URL", REDIS_URL),
-                                       decode_responses=True)
+        url = os.environ.get("XQ_REDIS_URL", REDIS_URL)
+        if lane:  # the app's own client, for its hot lane (services/redislane.py)
+            from services import cache
+
+            app.ctx.redis = cache.connect(url)
+        else:
+            app.ctx.redis = Redis.from_url(url, decode_responses=True)
 
     @app.post("/bare")
     async def bare(request: Request) -> HTTPResponse:
-        value = await request.app.ctx.redis.get(BARE_KEY)
+        if lane:
+            value = await request.app.ctx.redis.hot("GET", BARE_KEY)
+        else:
+            value = await request.app.ctx.redis.get(BARE_KEY)
         return json_response({"value": value})
 
     @app.get("/ping")
@@ -319,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--database-url", default="", help="default: a temp SQLite file")
     ap.add_argument("--client", choices=["wrk", "python"], default="wrk",
                     help="load generator: wrk (default; see bench/wrk) or the asyncio client")
+    ap.add_argument("--bare", choices=["redis-py", "lane"], default="redis-py",
+                    help="the bare handler's GET: redis-py's client (the reference) or the "
+                         "app's pipelined hot lane (what the scan's script call rides on)")
     ap.add_argument("--jobs", choices=["separate", "in-server"], default="separate",
                     help="background jobs in a job process (production; default) or inside "
                          "the serving process")
@@ -342,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
 
     separate = args.jobs == "separate"
     serving_env = {**env, "XQ_RUN_BACKGROUND_JOBS": "false" if separate else "true"}
-    bare = Server("bench.scan_bench:bare_app", env, tmp / "bare.log")
+    bare = Server("bench.scan_bench:bare_app",
+                  {**env, "XQ_BENCH_BARE_LANE": "1" if args.bare == "lane" else "0"},
+                  tmp / "bare.log")
     real = Server("bench.scan_bench:real_app", serving_env, tmp / "real.log")
     jobs = (Server("", env, tmp / "jobs.log", command=[sys.executable, "manage.py", "jobs"])
             if separate else None)
@@ -412,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"scenario={args.scenario} client={args.client} db={db_url.split(':')[0]} "
           f"connections={args.connections} rounds={args.rounds}x{args.seconds:g}s "
-          f"cpus={os.cpu_count()} jobs={args.jobs}")
+          f"cpus={os.cpu_count()} jobs={args.jobs} bare={args.bare}")
     summary = {}
     cpu_per_request: dict[str, float] = {}
     for name, rs in results.items():
