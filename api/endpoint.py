@@ -8,17 +8,20 @@ so the document can't drift from what the handler really accepts and returns.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import date, datetime, timedelta
+from datetime import time as dt_time
+from decimal import Decimal
 from enum import Enum
-from functools import wraps
-from typing import Any, get_args, get_origin
+from functools import cache, wraps
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from sanic import Request
 from sanic.response import HTTPResponse, json
 from sanic_ext.extensions.openapi import openapi
+from sanic_ext.extensions.openapi.builders import OperationStore
 from sanic_ext.extensions.openapi.definitions import (
     Component,
     Parameter,
@@ -28,14 +31,15 @@ from sanic_ext.extensions.openapi.definitions import (
 )
 from sanic_ext.extensions.openapi.types import Schema
 
+from api.deadline import within_deadline
 from api.schemas import ErrorBody
 from models.users import Role
 from services import outbox
 from services.auth import Principal, decode_access_token, effective_principal
 from services.errors import AppError, ErrorCode
-from services.settings import get_settings
 
 Handler = Callable[..., Awaitable[Any]]
+M = TypeVar("M", bound=BaseModel)
 
 _MESSAGES = {
     "missing": "必填",
@@ -90,6 +94,17 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
+async def authorized(request: Request, roles: Sequence[Role] | None = None) -> Principal:
+    """The signed-in caller, holding one of ``roles`` (None: any signed-in user): every
+    signed-in route's guard. Narrowed to the roles the account still holds: a token issued
+    before a revocation keeps naming the role, but grants nothing with it."""
+    principal = await effective_principal(current_principal(request))
+    request.ctx.principal = principal
+    if roles and not principal.has(*roles):
+        raise AppError(ErrorCode.forbidden)
+    return principal
+
+
 def _out_of_range(value: Any, path: str = "") -> str | None:
     """The first integer no database column can hold (ids, cursors, counts), by field path."""
     if isinstance(value, bool):
@@ -111,7 +126,36 @@ def _out_of_range(value: Any, path: str = "") -> str | None:
     return None
 
 
-def _validated(model: type[BaseModel], raw: dict[str, Any]) -> BaseModel:
+_INT_FREE = (str, float, bool, bytes, type(None), date, datetime, dt_time, timedelta, Decimal)
+
+
+def _can_hold_int(hint: Any, seen: frozenset[type] = frozenset()) -> bool:
+    """Whether a value of this annotation can be (or contain) an int. Unknown shapes can."""
+    origin = get_origin(hint)
+    if origin is Annotated:
+        return _can_hold_int(get_args(hint)[0], seen)
+    if origin is Literal:
+        return any(isinstance(v, int) and not isinstance(v, bool) for v in get_args(hint))
+    if origin is not None:  # list[...], X | None, dict[...]: what they hold
+        args = get_args(hint)
+        return not args or any(_can_hold_int(a, seen) for a in args if a is not Ellipsis)
+    if isinstance(hint, type):
+        if issubclass(hint, Enum):
+            return any(isinstance(m.value, int) for m in hint)
+        if issubclass(hint, BaseModel):
+            return hint not in seen and any(
+                _can_hold_int(f.annotation, seen | {hint}) for f in hint.model_fields.values())
+        return not issubclass(hint, _INT_FREE)
+    return True
+
+
+@cache
+def _may_hold_int(model: type[BaseModel]) -> bool:
+    """Most bodies are text: ``_out_of_range`` needn't walk a model that can't hold an int."""
+    return _can_hold_int(model)
+
+
+def _validated(model: type[M], raw: dict[str, Any]) -> M:
     try:
         parsed = model.model_validate(raw)
     except ValidationError as exc:
@@ -123,7 +167,7 @@ def _validated(model: type[BaseModel], raw: dict[str, Any]) -> BaseModel:
     return parsed
 
 
-def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+def parse_body(request: Request, model: type[M]) -> M:
     if not request.body:
         raw: Any = {}
     else:
@@ -138,7 +182,7 @@ def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
         except ValueError:
             pass
         else:
-            if not _out_of_range(parsed):
+            if not _may_hold_int(model) or not _out_of_range(parsed):
                 return parsed
         try:
             raw = request.json
@@ -369,26 +413,16 @@ def endpoint(
         async def handler(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
             _check_path_params(kwargs)
             if not public:
-                # Narrowed to the roles the account still holds: a token issued before a
-                # revocation keeps naming the role, but grants nothing with it.
-                principal = await effective_principal(current_principal(request))
-                request.ctx.principal = principal
-                if roles and not principal.has(*roles):
-                    raise AppError(ErrorCode.forbidden)
+                principal = await authorized(request, roles)
                 if "principal" in params:
                     kwargs["principal"] = principal
             if body is not None:
-                kwargs["body"] = _parse_body(request, body)
+                kwargs["body"] = parse_body(request, body)
             if query is not None:
                 kwargs["query"] = _parse_query(request, query)
             promised = outbox.begin_request()
             try:
-                # The request's deadline, and so every query's: a dependency that stops
-                # answering costs a bounded wait and a 503, never a hung request.
-                async with asyncio.timeout(get_settings().request_deadline_seconds):
-                    result = await fn(request, *args, **kwargs)
-            except TimeoutError as exc:
-                raise AppError(ErrorCode.unavailable, headers={"Retry-After": "5"}) from exc
+                result = await within_deadline(fn(request, *args, **kwargs))
             finally:
                 # The handler's transactions are over: wake the outbox dispatchers if it
                 # promised an after-commit effect.
@@ -403,6 +437,30 @@ def endpoint(
                                     content_type="application/json", headers=store_header)
             return json(result, status=status, headers=store_header)
 
+        return documented(response=response, body=body, query=query, status=status,
+                          public=public, summary=summary, tag=tag, errors=errors)(handler)
+
+    return decorate
+
+
+def documented(
+    *,
+    response: type[BaseModel] | None = None,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    status: int = 200,
+    public: bool = False,
+    summary: str | None = None,
+    tag: str | None = None,
+    errors: Sequence[int] = (),
+) -> Callable[[Handler], Handler]:
+    """The route's OpenAPI operation, exactly as ``@endpoint`` documents it, and the handler
+    itself back — unwrapped. ``@endpoint`` uses it; so does a route that guards and parses for
+    itself to skip the generic layers on a hot path (``POST /codes/scan``, api/codes.py),
+    which must then do what it documents: ``authorized``, ``parse_body``, ``within_deadline``.
+    """
+
+    def decorate(fn: Handler) -> Handler:
         responses = []
         if response is not None:
             responses.append(
@@ -419,14 +477,17 @@ def endpoint(
             definition["summary"] = summary
         if tag:
             definition["tag"] = tag
-        if body is not None:
-            definition["body"] = RequestBody({"application/json": schema_component(body)},
-                                             required=True)
         if query is not None:
             definition["parameter"] = _query_parameters(query)
         if not public:
             definition["secured"] = {"bearer": []}
-        documented: Handler = openapi.definition(**definition)(handler)
-        return documented
+        same: Handler = openapi.definition(**definition)(fn)
+        if body is not None:
+            # Straight onto the operation: sanic-ext's ``openapi.body`` would wrap the handler
+            # in a coroutine of its own that runs on every request (for a validation we never
+            # ask it to do).
+            content = RequestBody({"application/json": schema_component(body)}, required=True)
+            OperationStore()[same].body(**content.fields)  # type: ignore[no-untyped-call]
+        return same
 
     return decorate

@@ -7,11 +7,12 @@ import logging
 import re
 import sys
 import time
-import uuid
 from typing import Any
 
 from sanic import Request, Sanic
 from sanic.response import BaseHTTPResponse
+
+from services import ids
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -70,7 +71,7 @@ def request_id(request: Request) -> str:
     rid: str | None = getattr(request.ctx, "request_id", None)
     if rid is None:
         given = request.headers.get(REQUEST_ID_HEADER, "")
-        rid = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        rid = given if _SAFE_ID.match(given) else ids.unique_hex()
         request.ctx.request_id = rid
     return rid
 

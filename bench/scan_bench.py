@@ -14,7 +14,11 @@ them alternately with the same number of keep-alive connections for the same tim
 the asyncio client below), against a Redis db of its own (``XQ_BENCH_REDIS_URL``; it is flushed),
 and prints throughput, the ratio, p50/p99 latency, and the CPU the server process and Redis spent
 per request (the load generator shares the machine, so CPU per request is the steadier figure).
-The real app runs its background jobs, so the scan-log flush is part of what is measured.
+The real app runs as production does (docs/foundation.md "Background work"): the serving process
+with ``XQ_RUN_BACKGROUND_JOBS=false`` and a job process (``manage.py jobs``) beside it, which
+flushes the scan-log buffer and replays the journals during the measurement; its CPU per scan is
+printed on its own line. ``--jobs in-server`` runs the jobs inside the serving process instead
+(the embedded default's shape, and how this bench measured before the job process).
 Bounded in requests and time; stops the servers it started. Prints figures only — no speed
 assertions (machines differ). docs/codes.md records the figures and what costs what.
 """
@@ -41,7 +45,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 
-from bench.wrk import run_repeat, wrk_binary
+from bench.wrk import group_cpu, run_repeat, wrk_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 # A Redis db of your own (the bench flushes it): two benches on one db void each other's codes.
@@ -57,14 +61,24 @@ def bare_app() -> Any:
     app: Sanic = Sanic("scan_bench_bare")  # type: ignore[type-arg]
     app.config.ACCESS_LOG = False
 
+    lane = os.environ.get("XQ_BENCH_BARE_LANE") == "1"
+
     @app.before_server_start
     async def open_redis(app: Any) -> None:
-        app.ctx.redis = Redis.from_url(os.environ.get("XQ_REDIS_URL", REDIS_URL),
-                                       decode_responses=True)
+        url = os.environ.get("XQ_REDIS_URL", REDIS_URL)
+        if lane:  # the app's own client, for its hot lane (services/redislane.py)
+            from services import cache
+
+            app.ctx.redis = cache.connect(url)
+        else:
+            app.ctx.redis = Redis.from_url(url, decode_responses=True)
 
     @app.post("/bare")
     async def bare(request: Request) -> HTTPResponse:
-        value = await request.app.ctx.redis.get(BARE_KEY)
+        if lane:
+            value = await request.app.ctx.redis.hot("GET", BARE_KEY)
+        else:
+            value = await request.app.ctx.redis.get(BARE_KEY)
         return json_response({"value": value})
 
     @app.get("/ping")
@@ -91,7 +105,7 @@ class Prepared:
     bodies: dict[str, bytes]
 
 
-def _bench_env(db_url: str) -> dict[str, str]:
+def _bench_env(db_url: str, tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "XQ_ENV": "development",
@@ -99,7 +113,8 @@ def _bench_env(db_url: str) -> dict[str, str]:
         "XQ_REDIS_URL": REDIS_URL,
         "XQ_WECHAT_MODE": "stub",
         "XQ_LOG_REQUESTS": "false",
-        "XQ_RUN_BACKGROUND_JOBS": "true",  # the scan-log flush runs during the bench
+        "XQ_RUN_BACKGROUND_JOBS": "true",  # the job process; the server's is set per mode
+        "XQ_SCAN_JOURNAL_DIR": str(tmp / "scanlog"),  # its own journals, replayed by its jobs
         # Measured path includes the rate-limit counter; the limit itself must not trip.
         "XQ_SCAN_RATE_LIMIT": str(10**9),
         # A person code lives a minute; the bench outlives that, so it gets a longer one.
@@ -166,13 +181,15 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, target: str, env: dict[str, str], log: Path, workers: int = 1) -> None:
+    def __init__(self, target: str, env: dict[str, str], log: Path, workers: int = 1,
+                 command: list[str] | None = None) -> None:
         self.port = _free_port()
         self.log = log.open("w")
         procs = ["--single-process"] if workers == 1 else ["--workers", str(workers)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sanic", target, "--factory", *procs,
-             "--host", "127.0.0.1", "--port", str(self.port), "--no-access-logs", "--no-motd"],
+            command or [sys.executable, "-m", "sanic", target, "--factory", *procs,
+                        "--host", "127.0.0.1", "--port", str(self.port), "--no-access-logs",
+                        "--no-motd"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
 
@@ -213,6 +230,7 @@ class Result:
     latencies: list[float]
     server_cpu: float = 0.0  # seconds of CPU the server process used during the round
     redis_cpu: float = 0.0  # and the Redis server
+    jobs_cpu: float = 0.0  # and the job process (manage.py jobs), when there is one
 
     @property
     def rps(self) -> float:
@@ -311,6 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--database-url", default="", help="default: a temp SQLite file")
     ap.add_argument("--client", choices=["wrk", "python"], default="wrk",
                     help="load generator: wrk (default; see bench/wrk) or the asyncio client")
+    ap.add_argument("--bare", choices=["redis-py", "lane"], default="redis-py",
+                    help="the bare handler's GET: redis-py's client (the reference) or the "
+                         "app's pipelined hot lane (what the scan's script call rides on)")
+    ap.add_argument("--jobs", choices=["separate", "in-server"], default="separate",
+                    help="background jobs in a job process (production; default) or inside "
+                         "the serving process")
     args = ap.parse_args(argv)
     if args.client == "wrk":
         wrk_binary()  # fail before preparing anything if it is missing
@@ -324,16 +348,28 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="scan_bench_"))
     db_url = args.database_url or f"sqlite://{tmp / 'bench.sqlite3'}"
-    env = _bench_env(db_url)
+    env = _bench_env(db_url, tmp)
     tokens_json, bodies = asyncio.run(_prepare_data(env))
     token = json.loads(tokens_json)[args.scenario]
     body = bodies[args.scenario]
 
-    bare = Server("bench.scan_bench:bare_app", env, tmp / "bare.log")
-    real = Server("bench.scan_bench:real_app", env, tmp / "real.log")
+    separate = args.jobs == "separate"
+    serving_env = {**env, "XQ_RUN_BACKGROUND_JOBS": "false" if separate else "true"}
+    bare = Server("bench.scan_bench:bare_app",
+                  {**env, "XQ_BENCH_BARE_LANE": "1" if args.bare == "lane" else "0"},
+                  tmp / "bare.log")
+    real = Server("bench.scan_bench:real_app", serving_env, tmp / "real.log")
+    jobs = (Server("", env, tmp / "jobs.log", command=[sys.executable, "manage.py", "jobs"])
+            if separate else None)
+
+    def _jobs_cpu() -> float:
+        return group_cpu(jobs.proc.pid) if jobs is not None else 0.0
+
     try:
         bare.wait_ready("/ping")
         real.wait_ready("/healthz")
+        if jobs is not None and jobs.proc.poll() is not None:
+            raise RuntimeError(f"job process exited, see {jobs.log.name}")
         runs = {"bare": (bare, _request("/bare", body, None)),
                 "scan": (real, _request("/api/v1/codes/scan", body, token))}
         results: dict[str, list[Result]] = {"bare": [], "scan": []}
@@ -349,12 +385,13 @@ def main(argv: list[str] | None = None) -> int:
                 order = list(runs) if i % 2 == 0 else list(reversed(runs))
                 for name in order:
                     server, _req = runs[name]
-                    rcpu0 = await _redis_cpu(r)
+                    rcpu0, jcpu0 = await _redis_cpu(r), _jobs_cpu()
                     w = run_repeat(server.port, (*paths[name], body.decode()),
                                    connections=args.connections, seconds=args.seconds,
                                    pgid=server.proc.pid)
                     res = Result(w.requests, sum(w.statuses.values()), w.seconds, [],
-                                 server_cpu=w.server_cpu, redis_cpu=await _redis_cpu(r) - rcpu0)
+                                 server_cpu=w.server_cpu, redis_cpu=await _redis_cpu(r) - rcpu0,
+                                 jobs_cpu=_jobs_cpu() - jcpu0)
                     res.p50_p99 = (w.p50_ms, w.p99_ms)
                     results[name].append(res)
             await r.aclose()
@@ -372,19 +409,25 @@ def main(argv: list[str] | None = None) -> int:
                 order = list(runs) if i % 2 == 0 else list(reversed(runs))
                 for name in order:
                     server, req = runs[name]
+                    jcpu0 = _jobs_cpu()
                     results[name].append(await _measured(
                         server, req, r, connections=args.connections, seconds=args.seconds,
                         max_requests=args.max_requests))
+                    results[name][-1].jobs_cpu = _jobs_cpu() - jcpu0
             await r.aclose()
 
         asyncio.run(run_all())
+        if jobs is not None and jobs.proc.poll() is not None:
+            raise RuntimeError(f"job process died during the run, see {jobs.log.name}")
     finally:
+        if jobs is not None:
+            jobs.stop()
         real.stop()
         bare.stop()
 
     print(f"scenario={args.scenario} client={args.client} db={db_url.split(':')[0]} "
           f"connections={args.connections} rounds={args.rounds}x{args.seconds:g}s "
-          f"cpus={os.cpu_count()}")
+          f"cpus={os.cpu_count()} jobs={args.jobs} bare={args.bare}")
     summary = {}
     cpu_per_request: dict[str, float] = {}
     for name, rs in results.items():
@@ -401,8 +444,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:5s} median {summary[name]:8.0f} req/s (best {best.rps:8.0f})  "
               f"p50 {merged.pct(0.50):6.2f} ms  p99 {merged.pct(0.99):6.2f} ms  "
               f"requests {merged.requests} errors {merged.errors}")
+        jcpu = sum(r.jobs_cpu for r in rs) / max(1, merged.requests) * 1e6
         print(f"        CPU per request: server {cpu_per_request[name]:6.0f} µs, "
-              f"redis {rcpu:5.0f} µs")
+              f"redis {rcpu:5.0f} µs" + (f", job process {jcpu:5.0f} µs"
+                                         if name == "scan" and separate else ""))
     print(f"  ratio scan/bare = {summary['scan'] / summary['bare']:.2f} "
           f"(server CPU per request, bare/scan: "
           f"{cpu_per_request['bare'] / cpu_per_request['scan']:.2f})")

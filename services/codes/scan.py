@@ -163,8 +163,8 @@ async def scan(*, actor: Principal, content: str) -> Scanned:
                   f"{int(actor.has(Role.enterprise_agent))},{actor.user_id},")
     else:
         detail = deskview.day_prefix(now.date())
-    reply = await _scan_script()(keys=[f"rl:scan:{actor.user_id}", key, LOG_BUFFER],
-                                 args=[sc.head(), mode, detail])
+    reply = await cache.run_script(_scan_script(), [f"rl:scan:{actor.user_id}", key, LOG_BUFFER],
+                                   [sc.head(), mode, detail])
     logged = reply.pop()
     if logged:
         scanjournal.append([logged])  # durable before the answer promises it

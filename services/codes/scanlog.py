@@ -13,10 +13,8 @@ written by both (or twice by one) is stored once.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import logging
-import os
 import time as _time
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +27,7 @@ from tortoise.transactions import in_transaction
 from models.catalogue import Hall
 from models.codes import ScanLog
 from models.users import Role
-from services import cache, clock, db, jobs, scanjournal, verification
+from services import cache, clock, db, ids, jobs, scanjournal, verification
 from services.auth import Principal
 from services.codes.views import SEP
 
@@ -87,19 +85,10 @@ def _json_str(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-_uid_prefix: tuple[int, str] = (0, "")
-_uid_counter = itertools.count()
-
-
 def scan_uid() -> str:
-    """A scan's id (32 hex characters): a random prefix per process and a counter. It names a
-    log line and is printed in the watermark; it is not a secret, so it needn't cost a trip
-    to the kernel's random source per scan."""
-    global _uid_prefix
-    pid = os.getpid()
-    if _uid_prefix[0] != pid:  # a forked worker must not share its parent's prefix
-        _uid_prefix = (pid, os.urandom(8).hex())
-    return f"{_uid_prefix[1]}{next(_uid_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+    """A scan's id (32 hex characters). It names a log line and is printed in the watermark;
+    it is not a secret, so it needn't cost a trip to the kernel's random source per scan."""
+    return ids.unique_hex()
 
 
 # A buffered scan log line is these fields joined by U+001F:
@@ -192,11 +181,38 @@ async def flush_scan_logs_job() -> None:
     await flush_scan_logs()
 
 
+# How long a journalled line waits before the replay looks at it: by then the Redis flush
+# (every 2 s) has stored it unless Redis lost it, so the replay finds it and writes nothing.
+JOURNAL_SETTLE_SECONDS = 10.0
+
+
+def _uid(line: str) -> str:
+    return str(json.loads(line)["uid"]) if line.startswith("{") else line.partition(SEP)[0]
+
+
+async def _write_missing(lines: list[str]) -> int:
+    """Insert the lines whose uid the database doesn't hold yet; how many that was. One
+    indexed read per batch: the replay's steady state, every line already flushed, writes
+    nothing (INSERT IGNORE would still take the write lock and a commit per batch)."""
+    uids = {_uid(line): line for line in lines}
+    have: set[Any] = set(await ScanLog.filter(uid__in=list(uids)).values_list("uid", flat=True))
+    missing = [line for uid, line in uids.items() if uid not in have]
+    if missing:
+        await _insert_logs(missing)
+    return len(missing)
+
+
 @jobs.local("codes.replay_scan_journal", every_seconds=10)
-async def replay_scan_journal() -> int:
-    """The durable path (services/scanjournal.py): needs only the database, so it runs in every
-    worker, Redis or not. Lines the Redis flush already wrote are ignored by uid."""
-    return await scanjournal.replay(_insert_logs)
+async def replay_scan_journal_job() -> None:
+    await replay_scan_journal(settle_seconds=JOURNAL_SETTLE_SECONDS)
+
+
+async def replay_scan_journal(*, settle_seconds: float = 0.0) -> int:
+    """The durable path (services/scanjournal.py): every journal on this host, live serving
+    processes' too, so it runs where the job loop runs (the job process in production) and
+    needs only the database, Redis or not. Returns how many lines it wrote, which is only
+    those the Redis flush didn't."""
+    return await scanjournal.replay(_write_missing, settle_seconds=settle_seconds)
 
 
 async def flush_scan_logs() -> int:

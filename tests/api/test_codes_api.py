@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -237,3 +238,98 @@ async def test_openapi_documents_the_code_routes(api: Api) -> None:
     assert "410" in scan and "429" in scan
     sheet = doc["paths"]["/api/v1/codes/doorplates/sheet"]["get"]["responses"]["200"]["content"]
     assert "image/png" in sheet
+
+
+async def test_the_scan_route_guards_and_refuses_like_every_endpoint_route(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """POST /codes/scan skips @endpoint's generic layers for speed (api/codes.py) but must
+    answer every refusal as an @endpoint route does: compared here with one that has a body."""
+    await seed_demo()
+    resident = await api.login("resident-1")
+    scan, other = "/api/v1/codes/scan", "/api/v1/proxy-authorizations"
+
+    async def both(**kw: Any) -> tuple[Any, Any]:
+        return await api.post(scan, **kw), await api.post(other, **kw)
+
+    auth = {"Authorization": f"Bearer {resident.token}"}
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({}, 401),  # no token
+        ({"headers": {"Authorization": "Bearer not-a-token"}}, 401),
+        ({"headers": {**auth, "Content-Type": "text/plain"}, "data": "x"}, 415),
+        ({"headers": {**auth, "Content-Type": "application/json"}, "data": "{nope"}, 400),
+        ({"headers": auth, "json": [1, 2]}, 422),
+    ]
+    for kw, status in cases:
+        mine, theirs = await both(**kw)
+        assert mine.status == theirs.status == status, (kw, mine.text, theirs.text)
+        assert mine.json == theirs.json, kw
+        assert set(mine.json) == {"error"} and set(mine.json["error"]) == {
+            "code", "message", "fields"}
+        assert mine.headers.get("x-request-id")
+    wrong_type = await resident.post(scan, json={"content": 5})
+    assert wrong_type.status == 422
+    assert wrong_type.json["error"]["fields"] == {"content": "应为文本"}
+    ok = await resident.post(scan, json={"content": "junk"})
+    assert ok.status == 404 and ok.json["error"]["code"] == "code_unrecognised"
+    # A success is private to its caller, like every signed-in route's.
+    zhang = await api.login("zhang")
+    await zhang.bind_identity("张建国", ZHANG)
+    staff = await api.login("staff-1", Role.staff)
+    content = (await zhang.get("/api/v1/me/code")).json["content"]
+    seen = await staff.post(scan, json={"content": content})
+    assert seen.status == 200 and seen.headers["cache-control"] == "no-store"
+    # The request deadline holds here too: a scan that stalls (a dependency that stops
+    # answering) is a bounded 503, not a hung request.
+    from services import codes, settings
+
+    async def stalls(**_kw: Any) -> None:
+        await asyncio.sleep(5)
+
+    monkeypatch.setattr(settings.get_settings(), "request_deadline_seconds", 0.2)
+    monkeypatch.setattr(codes, "scan", stalls)
+    late = await staff.post(scan, json={"content": content})
+    assert late.status == 503 and late.json["error"]["code"] == "unavailable"
+    assert late.headers["retry-after"] == "5"
+
+
+async def test_a_revoked_staff_role_sees_no_person_through_the_scan(api: Api) -> None:
+    """The token still names the role for its lifetime; the scan route narrows it to the roles
+    the account holds, as every route does."""
+    await seed_demo()
+    zhang = await api.login("zhang")
+    await zhang.bind_identity("张建国", ZHANG)
+    admin = await api.login("admin-1", Role.admin)
+    staff = await api.login("staff-1", Role.staff)
+    content = (await zhang.get("/api/v1/me/code")).json["content"]
+    assert (await staff.post("/api/v1/codes/scan", json={"content": content})).status == 200
+    resp = await admin.delete(f"/api/v1/admin/users/{staff.user_id}/roles/staff")
+    assert resp.status == 200
+    denied = await staff.post("/api/v1/codes/scan", json={"content": content})
+    assert denied.status == 403 and denied.json["error"]["code"] == "forbidden"
+
+
+async def test_concurrent_scans_each_get_their_own_answer(api: Api) -> None:
+    """Scans in flight together share the Redis lane's connection and its writes (on a real
+    Redis): every answer must still be the one for the code its scanner sent."""
+    await seed_demo()
+    staff = await api.login("staff-1", Role.staff)
+    people = {}
+    for code, name, number in (("zhang", "张建国", ZHANG), ("li", "李秀兰", LI)):
+        who = await api.login(code)
+        await who.bind_identity(name, number)
+        people[(await who.get("/api/v1/me/code")).json["content"]] = number[:4]
+    plates = ["D-XF-0001", "D-XF-0002", "D-XF-0003"]
+    made = await staff.post("/api/v1/codes/doorplates/batch", json={"plate_codes": plates})
+    sent = [*people, *(c["content"] for c in made.json["codes"])] * 10
+    by_content = {c["content"]: c["plate_code"] for c in made.json["codes"]}
+    answers = await asyncio.gather(*(staff.post("/api/v1/codes/scan", json={"content": c})
+                                     for c in sent))
+    ids = set()
+    for content, resp in zip(sent, answers, strict=True):
+        body = scan_body(resp)
+        ids.add(body["scan_id"])
+        if content in people:
+            assert body["person"]["identity"]["id_number"].startswith(people[content])
+        else:
+            assert body["doorplate"]["code"] == by_content[content]
+    assert len(ids) == len(sent)

@@ -254,3 +254,35 @@ def test_browser_check_fails_a_blank_or_partial_page() -> None:
     assert docs_browser_check.check(_dom(["/a", "/a", "/b/{id}"], version="4.10.3"), _SPEC)
     error = '<div class="errors-wrapper">Unable to render this definition</div>'
     assert docs_browser_check.check(_dom(["/a", "/a", "/b/{id}"], extra=error), _SPEC)
+
+
+def test_only_models_that_cannot_hold_an_int_skip_the_range_walk() -> None:
+    """A body that validates skips the walk for ints no column can hold only when no field,
+    however nested, can hold one; anything the check can't read is walked."""
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    class Texts(BaseModel):
+        a: str
+        b: list[str] | None = None
+        c: Literal["x", "y"] = "x"
+        d: float = 0.0
+        e: bool = False
+
+    class Nested(BaseModel):
+        inner: list[Texts]
+
+    class Ints(BaseModel):
+        inner: list[dict[str, int]]
+
+    class Loose(BaseModel):
+        extra: dict[str, Any]
+
+    class Coded(BaseModel):
+        kind: Literal[1, 2]
+
+    assert not endpoint_module._may_hold_int(Texts)
+    assert not endpoint_module._may_hold_int(Nested)
+    for model in (Ints, Loose, Coded):
+        assert endpoint_module._may_hold_int(model), model
