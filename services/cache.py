@@ -39,6 +39,13 @@ async def _guarded(call: Callable[[], Awaitable[Any]]) -> Any:
     except _OUTAGE as exc:
         b.failure()
         raise breaker.RedisUnavailable(str(exc) or type(exc).__name__) from exc
+    except Exception:
+        # Redis answered, with an error reply (NOSCRIPT after a restart, a script's error):
+        # it is up. Left unreported, a half-open trial ending so kept the circuit shut for
+        # another open period — a restarted Redis refused every script call (the fault test
+        # of a Redis restart caught it).
+        b.success()
+        raise
     b.success()
     return result
 
@@ -75,7 +82,8 @@ class GuardedRedis(Redis):
             try:
                 reply = await self._lane.call(*args)
             except ResponseError:
-                raise  # Redis answered: an error reply (NOSCRIPT, a script's error)
+                b.success()  # Redis answered: an error reply (NOSCRIPT, a script's error)
+                raise
             except RedisConnectionError as exc:
                 if attempt == 1:
                     continue

@@ -149,3 +149,26 @@ def test_a_client_used_from_a_new_event_loop_starts_afresh() -> None:
     assert asyncio.run(c.hot("PING")) == "PONG"
     assert asyncio.run(c.hot("PING")) == "PONG"  # the first loop, and its socket, are gone
     asyncio.run(c.aclose())
+
+
+@pytest.mark.parametrize("path", ["client", "hot"])
+async def test_a_half_open_trial_answered_with_an_error_reply_closes_the_circuit(
+        client: cache.GuardedRedis, path: str) -> None:
+    """After an outage the circuit lets one trial through; Redis answering it with an error
+    reply (NOSCRIPT: a restarted Redis has forgotten the scripts) means Redis is up. Left
+    unreported, the trial kept the circuit shut for another open period."""
+    b = breaker.redis
+    b.reset()
+    try:
+        for _ in range(b.failures):
+            b.failure()
+        b._open_until = time.monotonic() - 0.01  # the open period is over: half-open
+        with pytest.raises(NoScriptError):
+            if path == "hot":
+                await client.hot("EVALSHA", "0" * 40, 0)
+            else:
+                await client.evalsha("0" * 40, 0)
+        assert await client.ping()  # the next call goes through
+        assert not b.is_open and b._consecutive == 0
+    finally:
+        b.reset()
