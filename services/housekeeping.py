@@ -9,6 +9,9 @@ notice go out twice.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
+
+from tortoise.models import Model
 
 from models.idempotency import IdempotencyRecord
 from models.outbox import OutboxMessage
@@ -19,33 +22,33 @@ BATCH = 500
 MAX_BATCHES = 20  # per tick: 10,000 rows, then the next tick
 
 
+async def _delete_in_batches(model: type[Model], **older: Any) -> int:
+    """Delete the rows of ``model`` matching ``older`` by id, BATCH at a time, at most
+    MAX_BATCHES a call; returns how many went."""
+    done = 0
+    for _ in range(MAX_BATCHES):
+        ids = await model.filter(**older).order_by("id").limit(BATCH).values_list(
+            "id", flat=True)
+        if not ids:
+            break
+        done += await model.filter(id__in=list(ids)).delete()
+    return done
+
+
 async def purge_outbox() -> int:
     """Delete delivered outbox rows older than ``outbox_keep_days``; returns how many."""
     cutoff = clock.now() - timedelta(days=get_settings().outbox_keep_days)
-    done = 0
-    for _ in range(MAX_BATCHES):
-        # (status, available_at) is the dispatcher's index; a delivered row was available
-        # before it was delivered, so its age by available_at is never younger than the cut.
-        ids = await OutboxMessage.filter(status=outbox.DELIVERED, available_at__lt=cutoff) \
-            .order_by("id").limit(BATCH).values_list("id", flat=True)
-        if not ids:
-            break
-        done += await OutboxMessage.filter(id__in=list(ids)).delete()
-    return done
+    # (status, available_at) is the dispatcher's index; a delivered row was available before
+    # it was delivered, so its age by available_at is never younger than the cut.
+    return await _delete_in_batches(OutboxMessage, status=outbox.DELIVERED,
+                                    available_at__lt=cutoff)
 
 
 async def purge_idempotency() -> int:
     """Forget Idempotency-Key replies older than ``idempotency_keep_hours``; returns how many.
     (An unfinished claim that old was abandoned long ago: its lease is minutes.)"""
     cutoff = clock.now() - timedelta(hours=get_settings().idempotency_keep_hours)
-    done = 0
-    for _ in range(MAX_BATCHES):
-        ids = await IdempotencyRecord.filter(created_at__lt=cutoff).order_by("id") \
-            .limit(BATCH).values_list("id", flat=True)
-        if not ids:
-            break
-        done += await IdempotencyRecord.filter(id__in=list(ids)).delete()
-    return done
+    return await _delete_in_batches(IdempotencyRecord, created_at__lt=cutoff)
 
 
 @jobs.periodic("housekeeping.retention", every_seconds=3600)
